@@ -1,0 +1,86 @@
+#include <catch2/catch.hpp>
+
+#include "vmm/cli.h"
+
+using namespace minikvm;
+using Catch::Matchers::Contains;
+
+namespace {
+constexpr uint64_t kHost = 8ULL << 30;
+CliOutcome parse(std::vector<std::string> args) { return parse_command_line(args, kHost); }
+}  // namespace
+
+TEST_CASE("memory sizes accept suffixes and plain MiB") {
+    CHECK(parse_memory_size("256M") == 256ULL << 20);
+    CHECK(parse_memory_size("256") == 256ULL << 20);
+    CHECK(parse_memory_size("1G") == 1ULL << 30);
+    CHECK(parse_memory_size("1g") == 1ULL << 30);
+    CHECK(parse_memory_size("2GiB") == 2ULL << 30);
+    CHECK(parse_memory_size("512k") == 512ULL << 10);
+    CHECK(parse_memory_size("1T") == 1ULL << 40);
+    CHECK_FALSE(parse_memory_size(""));
+    CHECK_FALSE(parse_memory_size("0"));
+    CHECK_FALSE(parse_memory_size("0G"));
+    CHECK_FALSE(parse_memory_size("M"));
+    CHECK_FALSE(parse_memory_size("-1G"));
+    CHECK_FALSE(parse_memory_size("1.5G"));
+    CHECK_FALSE(parse_memory_size("12X"));
+    CHECK_FALSE(parse_memory_size("99999999999999999999"));
+    CHECK_FALSE(parse_memory_size("17179869184G"));  // 2^64 bytes
+}
+
+TEST_CASE("good command lines give a machine config with defaults") {
+    auto outcome = parse({"--kernel", "bz"});
+    REQUIRE(outcome.command_line);
+    const MachineConfig& m = outcome.command_line->machine;
+    CHECK(m.kernel_path == "bz");
+    CHECK_FALSE(m.initrd_path);
+    CHECK(m.command_line == "console=ttyS0");
+    CHECK(m.cpus == 1);
+    CHECK(m.memory_bytes == 256ULL << 20);
+    CHECK(outcome.command_line->log_level == spdlog::level::warn);
+
+    outcome = parse({"-k", "vmlinux", "-i", "initrd", "-a", "console=ttyS0 quiet", "-c", "2", "-m", "1G",
+                     "--log-level", "debug"});
+    REQUIRE(outcome.command_line);
+    CHECK(outcome.command_line->machine.initrd_path == "initrd");
+    CHECK(outcome.command_line->machine.command_line == "console=ttyS0 quiet");
+    CHECK(outcome.command_line->machine.cpus == 2);
+    CHECK(outcome.command_line->machine.memory_bytes == 1ULL << 30);
+    CHECK(outcome.command_line->log_level == spdlog::level::debug);
+}
+
+TEST_CASE("bad command lines get one line and exit code 2") {
+    auto expect_usage_error = [](std::vector<std::string> args, const std::string& text) {
+        auto outcome = parse(args);
+        CHECK_FALSE(outcome.command_line);
+        CHECK(outcome.exit_code == 2);
+        CHECK(outcome.message_is_error);
+        CHECK_THAT(outcome.message, Contains(text));
+        // One line: the only newline is the last character.
+        CHECK(outcome.message.find('\n') == outcome.message.size() - 1);
+    };
+    expect_usage_error({}, "--kernel is required");
+    expect_usage_error({"-k", "bz", "--bogus"}, "--bogus");
+    expect_usage_error({"-k", "bz", "-c", "0"}, "--cpus");
+    expect_usage_error({"-k", "bz", "-c", "255"}, "--cpus");
+    expect_usage_error({"-k", "bz", "-c", "two"}, "--cpus");
+    expect_usage_error({"-k", "bz", "-m", "0"}, "--memory 0");
+    expect_usage_error({"-k", "bz", "-m", "lots"}, "--memory lots");
+    expect_usage_error({"-k", "bz", "-m", "4M"}, "at least 16 MiB");
+    expect_usage_error({"-k", "bz", "-m", "1000001k"}, "multiple of 4 KiB");
+    expect_usage_error({"-k", "bz", "-m", "9G"}, "more than this host");
+    expect_usage_error({"-k", "bz", "--log-level", "loud"}, "--log-level");
+    expect_usage_error({"-k"}, "--kernel");
+}
+
+TEST_CASE("--help and --version print to stdout and exit 0") {
+    auto help = parse({"--help"});
+    CHECK_FALSE(help.command_line);
+    CHECK(help.exit_code == 0);
+    CHECK_FALSE(help.message_is_error);
+    CHECK_THAT(help.message, Contains("--kernel"));
+    auto version = parse({"--version"});
+    CHECK(version.exit_code == 0);
+    CHECK_THAT(version.message, Contains("minikvm"));
+}

@@ -1,0 +1,84 @@
+#include "vmm/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cctype>
+#include <limits>
+
+#include "vmm/exit_codes.h"
+
+namespace minikvm {
+
+std::optional<uint64_t> parse_memory_size(const std::string& text) {
+    size_t i = 0;
+    uint64_t value = 0;
+    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
+        unsigned digit = static_cast<unsigned>(text[i] - '0');
+        if (value > (std::numeric_limits<uint64_t>::max() - digit) / 10) return std::nullopt;
+        value = value * 10 + digit;
+        ++i;
+    }
+    if (i == 0 || value == 0) return std::nullopt;
+    std::string suffix;
+    for (; i < text.size(); ++i) suffix += static_cast<char>(std::toupper(static_cast<unsigned char>(text[i])));
+    unsigned shift = 0;
+    if (suffix.empty() || suffix == "M" || suffix == "MB" || suffix == "MIB") shift = 20;
+    else if (suffix == "K" || suffix == "KB" || suffix == "KIB") shift = 10;
+    else if (suffix == "G" || suffix == "GB" || suffix == "GIB") shift = 30;
+    else if (suffix == "T" || suffix == "TB" || suffix == "TIB") shift = 40;
+    else return std::nullopt;
+    if (value > (std::numeric_limits<uint64_t>::max() >> shift)) return std::nullopt;
+    return value << shift;
+}
+
+CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t host_memory) {
+    CLI::App app{"minikvm: boot a Linux kernel in a KVM virtual machine", "minikvm"};
+    app.set_version_flag("--version", "minikvm " MINIKVM_VERSION);
+    app.get_formatter()->column_width(28);
+
+    CommandLine result;
+    MachineConfig& machine = result.machine;
+    machine.command_line = "console=ttyS0";
+    std::string memory_text = "256M";
+    std::string initrd;
+    std::string log_level = "warn";
+
+    app.add_option("-k,--kernel", machine.kernel_path, "Linux kernel: bzImage or uncompressed ELF vmlinux")
+        ->required();
+    app.add_option("-i,--initrd", initrd, "initial ramdisk (cpio archive, optionally compressed)");
+    app.add_option("-a,--cmdline", machine.command_line, "kernel command line")->capture_default_str();
+    app.add_option("-c,--cpus", machine.cpus, "number of vCPUs")->capture_default_str()->check(CLI::Range(1, 254));
+    app.add_option("-m,--memory", memory_text, "guest RAM: 256M, 1G, 512K, or a number of MiB")->capture_default_str();
+    app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off (logs go to stderr)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+
+    std::vector<std::string> reversed(args.rbegin(), args.rend());
+    try {
+        app.parse(reversed);
+    } catch (const CLI::CallForHelp&) {
+        return {std::nullopt, 0, app.help(), false};
+    } catch (const CLI::CallForVersion& version) {
+        return {std::nullopt, 0, std::string(version.what()) + "\n", false};
+    } catch (const CLI::ParseError& error) {
+        return {std::nullopt, to_int(ExitCode::Usage), fmt::format("minikvm: {} (see --help)\n", error.what()), true};
+    }
+
+    auto usage_error = [](const std::string& text) {
+        return CliOutcome{std::nullopt, to_int(ExitCode::Usage), "minikvm: " + text + "\n", true};
+    };
+    std::optional<uint64_t> memory = parse_memory_size(memory_text);
+    if (!memory) return usage_error(fmt::format("--memory {}: not a size (use e.g. 256M or 1G)", memory_text));
+    if (*memory < kMinimumMemory)
+        return usage_error(fmt::format("--memory {}: at least {} MiB is needed", memory_text, kMinimumMemory >> 20));
+    if (*memory % 4096 != 0) return usage_error(fmt::format("--memory {}: must be a multiple of 4 KiB", memory_text));
+    if (host_memory != 0 && *memory > host_memory)
+        return usage_error(fmt::format("--memory {}: more than this host's {} MiB of RAM", memory_text, host_memory >> 20));
+    machine.memory_bytes = *memory;
+    if (!initrd.empty()) machine.initrd_path = initrd;
+    result.log_level = spdlog::level::from_str(log_level);
+    return {result, 0, "", false};
+}
+
+}  // namespace minikvm

@@ -1,0 +1,37 @@
+#pragma once
+// The command line: CLI11 definitions, value parsing and the one-line error
+// for every bad value. Pure: no KVM, no files opened.
+
+#include <spdlog/common.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vmm/machine.h"
+
+namespace minikvm {
+
+struct CommandLine {
+    MachineConfig machine;
+    spdlog::level::level_enum log_level = spdlog::level::warn;
+};
+
+struct CliOutcome {
+    std::optional<CommandLine> command_line;  // set when the VM should run
+    int exit_code = 0;                        // otherwise: exit with this
+    std::string message;                      // ...after printing this
+    bool message_is_error = false;            // to stderr (else stdout)
+};
+
+constexpr uint64_t kMinimumMemory = 16ULL << 20;
+
+// `args` excludes the program name. `host_memory` bounds --memory.
+CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t host_memory);
+
+// "256M", "1G", "512k", "2GiB", or a plain number of MiB. nullopt when
+// malformed, zero, or too large to represent.
+std::optional<uint64_t> parse_memory_size(const std::string& text);
+
+}  // namespace minikvm

@@ -1,0 +1,58 @@
+#pragma once
+// Feeds the host's standard input to the guest console device on a thread of
+// its own, with the console escape when stdin is a terminal:
+//   Ctrl-A x  stop the VM          Ctrl-A h  show this help
+//   Ctrl-A Ctrl-A  send one Ctrl-A to the guest
+
+#include <cstdint>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "vmm/stop_request.h"
+#include "vmm/unique_fd.h"
+
+namespace minikvm {
+
+// Where console input goes (the UART now, virtio-console later).
+class ConsoleInputSink {
+public:
+    virtual ~ConsoleInputSink() = default;
+    // Accepts as many bytes as there is room for; returns how many.
+    virtual size_t receive(std::span<const uint8_t> bytes) = 0;
+    virtual void wait_for_receive_space(int timeout_ms) = 0;
+};
+
+class EscapeFilter {
+public:
+    static constexpr uint8_t kEscape = 0x01;  // Ctrl-A
+    enum class Command { None, Quit, Help };
+
+    // Appends the bytes meant for the guest to `out`; returns the last escape
+    // command seen in `in`.
+    Command filter(std::span<const uint8_t> in, std::vector<uint8_t>& out);
+
+private:
+    bool escape_pending_ = false;
+};
+
+class ConsoleInput {
+public:
+    ConsoleInput(int input_fd, ConsoleInputSink& sink, StopRequest& stop, bool escapes_enabled);
+    ~ConsoleInput();
+    ConsoleInput(const ConsoleInput&) = delete;
+    ConsoleInput& operator=(const ConsoleInput&) = delete;
+
+private:
+    void run();
+    void deliver(std::span<const uint8_t> bytes);
+
+    int input_fd_;
+    ConsoleInputSink& sink_;
+    StopRequest& stop_;
+    bool escapes_enabled_;
+    UniqueFd wake_;
+    std::thread thread_;
+};
+
+}  // namespace minikvm

@@ -1,0 +1,174 @@
+#include "vmm/machine.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <system_error>
+
+#include "boot/cpuid.h"
+#include "boot/linux_loader.h"
+#include "boot/memory_layout.h"
+#include "boot/mp_table.h"
+#include "boot/x86_boot_state.h"
+#include "vmm/console_input.h"
+#include "vmm/error.h"
+#include "vmm/exit_codes.h"
+#include "vmm/terminal.h"
+
+namespace minikvm {
+
+namespace {
+
+constexpr int kHaltProbeIntervalMs = 100;
+// Two rounds in a row, so a vCPU caught between `cli` and a wake-up never
+// counts as powered off.
+constexpr int kHaltProbeRoundsForPowerOff = 2;
+
+// The guest's console bytes go to stdout as they come; a closed stdout just
+// discards them (the VM keeps running).
+void write_console_byte(uint8_t byte) {
+    for (;;) {
+        ssize_t n = ::write(STDOUT_FILENO, &byte, 1);
+        if (n == 1 || (n < 0 && errno != EINTR && errno != EAGAIN)) return;
+        if (n < 0 && errno == EAGAIN) {
+            pollfd out{STDOUT_FILENO, POLLOUT, 0};
+            ::poll(&out, 1, 100);
+        }
+    }
+}
+
+uint32_t cpuid_value(const std::vector<kvm_cpuid_entry2>& entries, uint32_t function, uint32_t kvm_cpuid_entry2::*reg) {
+    for (const auto& entry : entries)
+        if (entry.function == function) return entry.*reg;
+    return 0;
+}
+
+}  // namespace
+
+Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_point process_start)
+    : config_(config),
+      process_start_(process_start),
+      kvm_(Kvm::open()),
+      vm_(Vm::create(kvm_)),
+      memory_(GuestMemory::allocate(config.memory_bytes)),
+      com1_irq_(vm_, Serial8250::kCom1Irq),
+      serial_(com1_irq_, write_console_byte),
+      i8042_([this] { stop_.request(to_int(ExitCode::GuestReboot), "guest reset through the i8042 controller"); }),
+      debug_exit_([this](uint8_t value) {
+          stop_.request(debug_exit_status(value), fmt::format("guest wrote {:#04x} to the debug-exit port", value));
+      }) {
+    int max_cpus = std::min(kvm_.recommended_vcpus(), 254);
+    if (config.cpus < 1 || config.cpus > static_cast<uint32_t>(max_cpus))
+        fail(ExitCode::Usage, "--cpus {}: this host's KVM supports 1 to {} vCPUs", config.cpus, max_cpus);
+
+    vm_.map_memory(memory_);
+    LinuxBootInfo boot = load_linux(memory_, {config.kernel_path, config.initrd_path, config.command_line});
+    spdlog::info("loaded {} '{}', entry {:#x}{}", to_string(boot.format), config.kernel_path, boot.entry,
+                 boot.initrd_size ? fmt::format(", initrd {} KiB at {:#x}", boot.initrd_size >> 10, boot.initrd_address)
+                                  : std::string());
+    write_boot_tables(memory_);
+    add_devices();
+    set_up_vcpus(boot.entry);
+}
+
+Machine::~Machine() = default;
+
+void Machine::add_devices() {
+    io_bus_.add(Serial8250::kCom1Port, Serial8250::kRegisterCount, serial_);
+    io_bus_.add(I8042::kBasePort, I8042::kPortCount, i8042_);
+    io_bus_.add(DebugExit::kPort, 1, debug_exit_);
+    io_bus_.add(CmosRtc::kBasePort, CmosRtc::kPortCount, rtc_);
+    // POST code, DMA page registers and the delay port Linux's io_delay uses.
+    io_bus_.add(0x80, 0x10, quiet_ports_);
+    io_bus_.add(0xed, 1, quiet_ports_);
+}
+
+void Machine::set_up_vcpus(uint64_t entry) {
+    std::vector<kvm_cpuid_entry2> supported = kvm_.supported_cpuid();
+    std::vector<uint32_t> msrs = kvm_.msr_index_list();
+
+    MpTableConfig mp;
+    mp.cpu_count = config_.cpus;
+    mp.cpu_signature = cpuid_value(supported, 1, &kvm_cpuid_entry2::eax);
+    mp.cpu_features = cpuid_value(supported, 1, &kvm_cpuid_entry2::edx);
+    memory_.write(layout::kMpTable, build_mp_table(layout::kMpTable, mp));
+
+    for (uint32_t i = 0; i < config_.cpus; ++i) {
+        auto vcpu = std::make_unique<Vcpu>(Vcpu::create(kvm_, vm_, i));
+        vcpu->set_cpuid(make_vcpu_cpuid(supported, i, config_.cpus));
+        set_firmware_defaults(*vcpu, msrs);
+        // Only the boot CPU starts at the kernel; the others wait for the
+        // INIT/SIPI the kernel sends through the in-kernel LAPIC.
+        if (i == 0) set_boot_registers(*vcpu, entry);
+        vcpus_.push_back(std::move(vcpu));
+    }
+}
+
+int Machine::run() {
+    // SIGINT/SIGTERM are read from a signalfd here; every thread inherits the
+    // block, and vCPU threads unblock only the kick signal.
+    sigset_t blocked;
+    sigemptyset(&blocked);
+    sigaddset(&blocked, SIGINT);
+    sigaddset(&blocked, SIGTERM);
+    sigaddset(&blocked, SIGHUP);
+    sigaddset(&blocked, VcpuRunner::kick_signal());
+    ::pthread_sigmask(SIG_BLOCK, &blocked, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+    VcpuRunner::install_kick_handler();
+    sigset_t stop_signals = blocked;
+    sigdelset(&stop_signals, VcpuRunner::kick_signal());
+    UniqueFd signals(::signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (!signals) throw std::system_error(errno, std::generic_category(), "signalfd");
+
+    RawTerminal terminal(STDIN_FILENO);
+    {
+        ConsoleInput input(STDIN_FILENO, serial_, stop_, terminal.active());
+        for (auto& vcpu : vcpus_) runners_.push_back(std::make_unique<VcpuRunner>(*vcpu, io_bus_, mmio_bus_, stop_, process_start_));
+        for (auto& runner : runners_) runner->start();
+
+        while (!stop_.requested()) {
+            pollfd fds[2] = {{signals.get(), POLLIN, 0}, {stop_.event_fd(), POLLIN, 0}};
+            int ready = ::poll(fds, 2, kHaltProbeIntervalMs);
+            if (ready < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "poll");
+            if (ready > 0 && (fds[0].revents & POLLIN)) {
+                signalfd_siginfo info{};
+                if (::read(signals.get(), &info, sizeof(info)) == sizeof(info))
+                    stop_.request(to_int(ExitCode::Stopped), fmt::format("stopped by signal {}", strsignal(info.ssi_signo)));
+            }
+            if (ready == 0) probe_for_halt();
+        }
+        for (auto& runner : runners_) runner->request_stop();
+        for (auto& runner : runners_) runner->join();
+    }  // the input thread stops here, before the terminal is restored
+    int status = stop_.exit_status();
+    auto level = status == to_int(ExitCode::GuestPowerOff) ? spdlog::level::info
+                 : status == to_int(ExitCode::GuestCrash)  ? spdlog::level::err
+                                                            : spdlog::level::warn;
+    spdlog::log(level, "{} (exit status {})", stop_.reason(), status);
+    return status;
+}
+
+void Machine::probe_for_halt() {
+    // Judge the round that was requested one interval ago, then start the next.
+    bool all_stopped = true;
+    for (auto& runner : runners_) {
+        VcpuRunner::ProbeResult result = runner->probe_result();
+        if (result != VcpuRunner::ProbeResult::HaltedForGood && result != VcpuRunner::ProbeResult::NotStarted)
+            all_stopped = false;
+    }
+    bool boot_cpu_halted = runners_.front()->probe_result() == VcpuRunner::ProbeResult::HaltedForGood;
+    halted_probe_rounds_ = (all_stopped && boot_cpu_halted) ? halted_probe_rounds_ + 1 : 0;
+    if (halted_probe_rounds_ >= kHaltProbeRoundsForPowerOff) {
+        stop_.request(to_int(ExitCode::GuestPowerOff), "guest halted every vCPU with interrupts off (power-off)");
+        return;
+    }
+    for (auto& runner : runners_) runner->request_probe();
+}
+
+}  // namespace minikvm
