@@ -49,6 +49,8 @@ boot_params make_boot_params(const BootParamsInput& input) {
     hdr.ramdisk_size = static_cast<uint32_t>(input.initrd_size);
     params.ext_ramdisk_size = static_cast<uint32_t>(input.initrd_size >> 32);
 
+    params.acpi_rsdp_addr = input.acpi_rsdp_address;  // read by 2.14+ kernels; older ones scan
+
     if (input.e820.size() > E820_MAX_ENTRIES_ZEROPAGE) throw std::length_error("e820 map too long");
     params.e820_entries = static_cast<uint8_t>(input.e820.size());
     for (size_t i = 0; i < input.e820.size(); ++i) {

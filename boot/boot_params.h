@@ -31,6 +31,7 @@ struct BootParamsInput {
     uint32_t command_line_size = 0;  // including the NUL
     uint64_t initrd_address = 0;
     uint64_t initrd_size = 0;
+    uint64_t acpi_rsdp_address = 0;  // 0: none
     std::vector<E820Entry> e820;
 };
 

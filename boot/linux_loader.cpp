@@ -127,6 +127,7 @@ LinuxBootInfo load_linux(const GuestMemory& memory, const LinuxBootFiles& files)
         params.initrd_size = initrd.size;
     }
 
+    params.acpi_rsdp_address = files.acpi_rsdp_address;
     params.e820 = build_e820_map(memory.regions());
     memory.write_object(layout::kBootParams, make_boot_params(params));
     return info;

@@ -15,6 +15,7 @@ struct LinuxBootFiles {
     std::string kernel_path;
     std::optional<std::string> initrd_path;
     std::string command_line;
+    uint64_t acpi_rsdp_address = 0;  // handed to the kernel in boot_params, 0 for none
 };
 
 enum class KernelFormat { BzImage, ElfVmlinux };

@@ -19,8 +19,9 @@ constexpr uint64_t kCommandLine = 0x20000;
 constexpr uint64_t kCommandLineMax = 0x10000;  // room reserved at kCommandLine
 constexpr uint64_t kEbda = 0x9fc00;           // last KiB of base memory, reserved like a BIOS would
 constexpr uint64_t kBaseMemoryEnd = 0xa0000;  // 640 KiB: VGA and BIOS area follow
-constexpr uint64_t kBiosArea = 0xf0000;       // 64 KiB "BIOS ROM", where Linux scans for the MP table
-constexpr uint64_t kMpTable = kBiosArea;
+constexpr uint64_t kBiosArea = 0xe0000;       // 128 KiB "BIOS ROM", where Linux scans for ACPI and MP tables
+constexpr uint64_t kAcpiTables = 0xe0000;     // RSDP first: Linux scans 0xe0000-0xfffff for it
+constexpr uint64_t kMpTable = 0xf0000;
 constexpr uint64_t kHighMemory = 0x100000;    // 1 MiB: bzImage protected-mode kernel
 constexpr uint64_t kBiosAreaEnd = 0x100000;
 

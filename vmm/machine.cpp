@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <system_error>
 
+#include "boot/acpi_tables.h"
 #include "boot/cpuid.h"
 #include "boot/linux_loader.h"
 #include "boot/memory_layout.h"
@@ -67,7 +68,8 @@ Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_po
         fail(ExitCode::Usage, "--cpus {}: this host's KVM supports 1 to {} vCPUs", config.cpus, max_cpus);
 
     vm_.map_memory(memory_);
-    LinuxBootInfo boot = load_linux(memory_, {config.kernel_path, config.initrd_path, config.command_line});
+    LinuxBootInfo boot =
+        load_linux(memory_, {config.kernel_path, config.initrd_path, config.command_line, layout::kAcpiTables});
     spdlog::info("loaded {} '{}', entry {:#x}{}", to_string(boot.format), config.kernel_path, boot.entry,
                  boot.initrd_size ? fmt::format(", initrd {} KiB at {:#x}", boot.initrd_size >> 10, boot.initrd_address)
                                   : std::string());
@@ -97,6 +99,10 @@ void Machine::set_up_vcpus(uint64_t entry) {
     mp.cpu_signature = cpuid_value(supported, 1, &kvm_cpuid_entry2::eax);
     mp.cpu_features = cpuid_value(supported, 1, &kvm_cpuid_entry2::edx);
     memory_.write(layout::kMpTable, build_mp_table(layout::kMpTable, mp));
+    AcpiConfig acpi;
+    acpi.cpu_count = config_.cpus;
+    acpi.ioapic_id = static_cast<uint8_t>(config_.cpus);  // as in the MP table: after the CPUs
+    memory_.write(layout::kAcpiTables, build_acpi_tables(layout::kAcpiTables, acpi));
 
     for (uint32_t i = 0; i < config_.cpus; ++i) {
         auto vcpu = std::make_unique<Vcpu>(Vcpu::create(kvm_, vm_, i));

@@ -151,7 +151,8 @@ TEST_CASE("the e820 map keeps the legacy area and the hole out of RAM") {
     CHECK(map[0].address == 0);
     CHECK(map[0].size == 0x9fc00);
     CHECK(map[1].type == kE820Reserved);
-    CHECK(map[2].address == 0xf0000);
+    CHECK(map[2].address == 0xe0000);
+    CHECK(map[2].address + map[2].size == 0x100000);
     CHECK(map[2].type == kE820Reserved);
     CHECK(map[3].address == 0x100000);
     CHECK(map[3].address + map[3].size == 0xc0000000);

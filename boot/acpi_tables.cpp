@@ -1,0 +1,120 @@
+#include "boot/acpi_tables.h"
+
+#include <cstring>
+#include <stdexcept>
+
+#include "boot/mp_table.h"
+
+namespace minikvm {
+
+namespace {
+
+constexpr size_t kHeaderSize = 36;
+constexpr size_t kRsdpSize = 36;
+constexpr size_t kFadtSize = 276;  // ACPI 6.x
+constexpr uint32_t kFadtHardwareReduced = 1U << 20;
+constexpr uint16_t kBootArchNoVga = 1U << 2;  // and, by omission, no 8042 and no legacy devices
+constexpr uint32_t kMadtPcatCompatible = 1;
+
+class Blob {
+public:
+    size_t size() const { return bytes_.size(); }
+    void align(size_t to) { bytes_.resize((bytes_.size() + to - 1) / to * to, 0); }
+    void put(size_t at, const void* data, size_t n) { std::memcpy(bytes_.data() + at, data, n); }
+    template <typename T>
+    void put(size_t at, T value) { put(at, &value, sizeof(T)); }
+    size_t append(size_t n) {
+        size_t at = bytes_.size();
+        bytes_.resize(at + n, 0);
+        return at;
+    }
+    uint8_t sum(size_t at, size_t n) const { return byte_sum(bytes_.data() + at, n); }
+    void set_checksum(size_t table_at, size_t length, size_t checksum_offset) {
+        bytes_[table_at + checksum_offset] = 0;
+        bytes_[table_at + checksum_offset] = static_cast<uint8_t>(-sum(table_at, length));
+    }
+    std::vector<uint8_t> take() { return std::move(bytes_); }
+
+private:
+    std::vector<uint8_t> bytes_;
+};
+
+// Standard description header; the checksum is filled in once the table is complete.
+size_t begin_table(Blob& blob, const char* signature, uint8_t revision) {
+    blob.align(16);
+    size_t at = blob.append(kHeaderSize);
+    blob.put(at, signature, 4);
+    blob.put<uint8_t>(at + 8, revision);
+    blob.put(at + 10, "MNKVM ", 6);
+    blob.put(at + 16, "MINIKVM ", 8);
+    blob.put<uint32_t>(at + 24, 1);  // OEM revision
+    blob.put(at + 28, "MKVM", 4);    // creator ID
+    blob.put<uint32_t>(at + 32, 1);  // creator revision
+    return at;
+}
+
+void end_table(Blob& blob, size_t at) {
+    uint32_t length = static_cast<uint32_t>(blob.size() - at);
+    blob.put<uint32_t>(at + 4, length);
+    blob.set_checksum(at, length, 9);
+}
+
+}  // namespace
+
+std::vector<uint8_t> build_acpi_tables(uint64_t address, const AcpiConfig& config) {
+    if (config.cpu_count == 0 || config.cpu_count > 254) throw std::invalid_argument("ACPI: bad CPU count");
+    Blob blob;
+    const size_t rsdp = blob.append(kRsdpSize);
+
+    // DSDT: no devices yet, but ACPI requires one.
+    const size_t dsdt = begin_table(blob, "DSDT", 2);
+    end_table(blob, dsdt);
+
+    const size_t fadt = begin_table(blob, "FACP", 6);
+    blob.append(kFadtSize - kHeaderSize);
+    blob.put<uint32_t>(fadt + 40, static_cast<uint32_t>(address + dsdt));
+    blob.put<uint16_t>(fadt + 46, static_cast<uint16_t>(config.sci_irq));
+    blob.put<uint16_t>(fadt + 109, kBootArchNoVga);
+    blob.put<uint32_t>(fadt + 112, kFadtHardwareReduced);
+    blob.put<uint8_t>(fadt + 131, 1);  // FADT minor version: 6.1
+    blob.put<uint64_t>(fadt + 140, address + dsdt);
+    end_table(blob, fadt);
+
+    const size_t madt = begin_table(blob, "APIC", 4);
+    size_t at = blob.append(8);
+    blob.put<uint32_t>(at, kLapicAddress);
+    blob.put<uint32_t>(at + 4, kMadtPcatCompatible);
+    for (uint32_t cpu = 0; cpu < config.cpu_count; ++cpu) {
+        at = blob.append(8);  // Processor Local APIC
+        const uint8_t entry[8] = {0, 8, static_cast<uint8_t>(cpu), static_cast<uint8_t>(cpu), 1, 0, 0, 0};
+        blob.put(at, entry, sizeof(entry));
+    }
+    at = blob.append(12);  // I/O APIC, GSIs from 0
+    blob.put<uint8_t>(at, 1);
+    blob.put<uint8_t>(at + 1, 12);
+    blob.put<uint8_t>(at + 2, config.ioapic_id);
+    blob.put<uint32_t>(at + 4, kIoapicAddress);
+    blob.put<uint32_t>(at + 8, 0);
+    at = blob.append(6);  // Local APIC NMI on LINT1 of every processor
+    const uint8_t nmi[6] = {4, 6, 0xff, 0, 0, 1};
+    blob.put(at, nmi, sizeof(nmi));
+    end_table(blob, madt);
+
+    const size_t xsdt = begin_table(blob, "XSDT", 1);
+    at = blob.append(16);
+    blob.put<uint64_t>(at, address + fadt);
+    blob.put<uint64_t>(at + 8, address + madt);
+    end_table(blob, xsdt);
+
+    // RSDP (ACPI 2.0+): the first 20 bytes and all 36 each sum to zero.
+    blob.put(rsdp, "RSD PTR ", 8);
+    blob.put(rsdp + 9, "MNKVM ", 6);
+    blob.put<uint8_t>(rsdp + 15, 2);
+    blob.put<uint32_t>(rsdp + 20, kRsdpSize);
+    blob.put<uint64_t>(rsdp + 24, address + xsdt);
+    blob.set_checksum(rsdp, 20, 8);
+    blob.set_checksum(rsdp, kRsdpSize, 32);
+    return blob.take();
+}
+
+}  // namespace minikvm
