@@ -12,8 +12,12 @@ namespace {
 constexpr size_t kHeaderSize = 36;
 constexpr size_t kRsdpSize = 36;
 constexpr size_t kFadtSize = 276;  // ACPI 6.x
-constexpr uint32_t kFadtHardwareReduced = 1U << 20;
+constexpr uint32_t kFadtWbinvd = 1U << 0;
+constexpr uint32_t kFadtPowerButtonIsMethod = 1U << 4;  // no fixed power/sleep buttons
+constexpr uint32_t kFadtSleepButtonIsMethod = 1U << 5;
 constexpr uint16_t kBootArchNoVga = 1U << 2;  // and, by omission, no 8042 and no legacy devices
+constexpr uint8_t kAddressSpaceSystemIo = 1;
+constexpr uint8_t kAccessWord = 2;
 constexpr uint32_t kMadtPcatCompatible = 1;
 
 class Blob {
@@ -38,6 +42,15 @@ public:
 private:
     std::vector<uint8_t> bytes_;
 };
+
+// Generic Address Structure for an I/O port block.
+void put_io_address(Blob& blob, size_t at, uint16_t port, uint8_t length) {
+    blob.put<uint8_t>(at, kAddressSpaceSystemIo);
+    blob.put<uint8_t>(at + 1, static_cast<uint8_t>(length * 8));  // register bit width
+    blob.put<uint8_t>(at + 2, 0);
+    blob.put<uint8_t>(at + 3, kAccessWord);
+    blob.put<uint64_t>(at + 4, port);
+}
 
 // Standard description header; the checksum is filled in once the table is complete.
 size_t begin_table(Blob& blob, const char* signature, uint8_t revision) {
@@ -66,16 +79,26 @@ std::vector<uint8_t> build_acpi_tables(uint64_t address, const AcpiConfig& confi
     Blob blob;
     const size_t rsdp = blob.append(kRsdpSize);
 
-    // DSDT: no devices yet, but ACPI requires one.
+    // DSDT: no devices yet; just the \_S5 sleep type that makes poweroff
+    // work: Name (_S5, Package () { type, type, 0, 0 }) in AML.
     const size_t dsdt = begin_table(blob, "DSDT", 2);
+    const uint8_t s5[] = {0x08, '_', 'S', '5', '_', 0x12, 0x08, 0x04, 0x0a, config.s5_sleep_type,
+                          0x0a, config.s5_sleep_type, 0x00, 0x00};
+    blob.put(blob.append(sizeof(s5)), s5, sizeof(s5));
     end_table(blob, dsdt);
 
     const size_t fadt = begin_table(blob, "FACP", 6);
     blob.append(kFadtSize - kHeaderSize);
     blob.put<uint32_t>(fadt + 40, static_cast<uint32_t>(address + dsdt));
     blob.put<uint16_t>(fadt + 46, static_cast<uint16_t>(config.sci_irq));
+    blob.put<uint32_t>(fadt + 56, config.pm1a_event_port);
+    blob.put<uint32_t>(fadt + 64, config.pm1a_control_port);
+    blob.put<uint8_t>(fadt + 88, config.pm1a_event_length);
+    blob.put<uint8_t>(fadt + 89, config.pm1a_control_length);
     blob.put<uint16_t>(fadt + 109, kBootArchNoVga);
-    blob.put<uint32_t>(fadt + 112, kFadtHardwareReduced);
+    blob.put<uint32_t>(fadt + 112, kFadtWbinvd | kFadtPowerButtonIsMethod | kFadtSleepButtonIsMethod);
+    put_io_address(blob, fadt + 148, config.pm1a_event_port, config.pm1a_event_length);
+    put_io_address(blob, fadt + 172, config.pm1a_control_port, config.pm1a_control_length);
     blob.put<uint8_t>(fadt + 131, 1);  // FADT minor version: 6.1
     blob.put<uint64_t>(fadt + 140, address + dsdt);
     end_table(blob, fadt);

@@ -60,6 +60,7 @@ Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_po
       com1_irq_(vm_, Serial8250::kCom1Irq),
       serial_(com1_irq_, write_console_byte),
       i8042_([this] { stop_.request(to_int(ExitCode::GuestReboot), "guest reset through the i8042 controller"); }),
+      acpi_pm_([this] { stop_.request(to_int(ExitCode::GuestPowerOff), "guest powered off (ACPI S5)"); }),
       debug_exit_([this](uint8_t value) {
           stop_.request(debug_exit_status(value), fmt::format("guest wrote {:#04x} to the debug-exit port", value));
       }) {
@@ -85,6 +86,7 @@ void Machine::add_devices() {
     io_bus_.add(I8042::kBasePort, I8042::kPortCount, i8042_);
     io_bus_.add(DebugExit::kPort, 1, debug_exit_);
     io_bus_.add(CmosRtc::kBasePort, CmosRtc::kPortCount, rtc_);
+    io_bus_.add(AcpiPm::kBasePort, AcpiPm::kPortCount, acpi_pm_);
     // POST code, DMA page registers and the delay port Linux's io_delay uses.
     io_bus_.add(0x80, 0x10, quiet_ports_);
     io_bus_.add(0xed, 1, quiet_ports_);
@@ -102,6 +104,11 @@ void Machine::set_up_vcpus(uint64_t entry) {
     AcpiConfig acpi;
     acpi.cpu_count = config_.cpus;
     acpi.ioapic_id = static_cast<uint8_t>(config_.cpus);  // as in the MP table: after the CPUs
+    acpi.pm1a_event_port = AcpiPm::kEventBlock;
+    acpi.pm1a_event_length = AcpiPm::kEventBlockLength;
+    acpi.pm1a_control_port = AcpiPm::kControlBlock;
+    acpi.pm1a_control_length = AcpiPm::kControlBlockLength;
+    acpi.s5_sleep_type = AcpiPm::kS5SleepType;
     memory_.write(layout::kAcpiTables, build_acpi_tables(layout::kAcpiTables, acpi));
 
     for (uint32_t i = 0; i < config_.cpus; ++i) {

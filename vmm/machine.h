@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "devices/acpi_pm.h"
 #include "devices/cmos_rtc.h"
 #include "devices/debug_exit.h"
 #include "devices/i8042.h"
@@ -59,6 +60,7 @@ private:
     KvmIrqLine com1_irq_;
     Serial8250 serial_;
     I8042 i8042_;
+    AcpiPm acpi_pm_;
     DebugExit debug_exit_;
     CmosRtc rtc_;
     QuietPorts quiet_ports_;

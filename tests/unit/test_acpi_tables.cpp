@@ -45,6 +45,8 @@ TEST_CASE("ACPI tables chain from the RSDP with valid checksums") {
     AcpiConfig config;
     config.cpu_count = 2;
     config.ioapic_id = 2;
+    config.pm1a_event_port = 0x600;
+    config.pm1a_control_port = 0x604;
     auto blob = build_acpi_tables(kBase, config);
     auto tables = walk(blob);
     REQUIRE(tables.count("FACP"));
@@ -52,12 +54,17 @@ TEST_CASE("ACPI tables chain from the RSDP with valid checksums") {
 
     size_t fadt = tables["FACP"];
     CHECK(get<uint32_t>(blob, fadt + 4) == 276);
-    CHECK(get<uint32_t>(blob, fadt + 112) & (1U << 20));  // hardware-reduced
+    CHECK((get<uint32_t>(blob, fadt + 112) & (1U << 20)) == 0);  // not hardware-reduced: keeps the PIC/ISA IRQs
+    CHECK(get<uint32_t>(blob, fadt + 64) == 0x604);               // PM1a control block
+    CHECK(blob[fadt + 172] == 1);                                 // X_PM1a_CNT in I/O space
+    CHECK(get<uint64_t>(blob, fadt + 176) == 0x604);
     CHECK((get<uint16_t>(blob, fadt + 109) & 0x2) == 0);  // no i8042 to probe
     CHECK(get<uint16_t>(blob, fadt + 46) == 9);            // SCI never on the timer's IRQ 0
     size_t dsdt = get<uint64_t>(blob, fadt + 140) - kBase;
     CHECK(std::memcmp(blob.data() + dsdt, "DSDT", 4) == 0);
     CHECK(byte_sum(blob.data() + dsdt, get<uint32_t>(blob, dsdt + 4)) == 0);
+    const uint8_t s5[] = {0x08, '_', 'S', '5', '_', 0x12, 0x08, 0x04, 0x0a, 5, 0x0a, 5, 0, 0};
+    CHECK(std::memcmp(blob.data() + dsdt + 36, s5, sizeof(s5)) == 0);
 }
 
 TEST_CASE("the MADT lists every vCPU's local APIC and the IOAPIC") {

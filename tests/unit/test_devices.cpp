@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "devices/acpi_pm.h"
 #include "devices/cmos_rtc.h"
 #include "devices/debug_exit.h"
 #include "devices/i8042.h"
@@ -209,4 +210,26 @@ TEST_CASE("CMOS RTC reports the clock in BCD and a valid, idle status") {
     CHECK((reg(0x0a) & 0x80) == 0);  // no update in progress
     CHECK(reg(0x0d) == 0x80);        // valid
     CHECK(reg(0x80 | 0x00) == 0x59); // NMI-mask bit ignored
+}
+
+TEST_CASE("ACPI PM1a: SLP_EN with the _S5 type powers off; other writes do not") {
+    int power_offs = 0;
+    AcpiPm pm([&] { ++power_offs; });
+    auto write16 = [&](uint64_t offset, uint16_t value) {
+        const uint8_t bytes[2] = {static_cast<uint8_t>(value), static_cast<uint8_t>(value >> 8)};
+        pm.write(offset, bytes);
+    };
+    auto read16 = [&](uint64_t offset) {
+        uint8_t bytes[2] = {};
+        pm.read(offset, bytes);
+        return static_cast<uint16_t>(bytes[0] | (bytes[1] << 8));
+    };
+    CHECK(read16(4) & 1);  // SCI_EN: always in ACPI mode
+    write16(4, 5 << 10);   // type without SLP_EN: Linux writes this first
+    CHECK(power_offs == 0);
+    write16(4, (3 << 10) | (1 << 13));  // S3 is not supported: ignored
+    CHECK(power_offs == 0);
+    write16(4, (5 << 10) | (1 << 13));
+    CHECK(power_offs == 1);
+    CHECK((read16(4) & (1 << 13)) == 0);
 }
