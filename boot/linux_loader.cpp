@@ -1,6 +1,7 @@
 #include "boot/linux_loader.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include "boot/elf_kernel.h"
 #include "boot/memory_layout.h"
 #include "vmm/error.h"
+#include "vmm/host_mapping.h"
 #include "vmm/unique_fd.h"
 
 namespace minikvm {
@@ -67,8 +69,11 @@ LinuxBootInfo load_linux(const GuestMemory& memory, const LinuxBootFiles& files)
     if (kernel_file.size > memory.size())
         fail(ExitCode::BadImage, "kernel '{}' ({} MiB) is larger than guest RAM ({} MiB)", files.kernel_path,
              kernel_file.size / kMiB, memory.size() / kMiB);
-    std::vector<uint8_t> image(kernel_file.size);
-    read_exactly(kernel_file, image, files.kernel_path, "kernel");
+    // Mapped, not read: the loader copies each part once, straight into guest RAM.
+    void* mapped = ::mmap(nullptr, kernel_file.size, PROT_READ, MAP_PRIVATE, kernel_file.fd.get(), 0);
+    if (mapped == MAP_FAILED) fail(ExitCode::BadImage, "kernel '{}': {}", files.kernel_path, std::strerror(errno));
+    HostMapping kernel_mapping(mapped, kernel_file.size);
+    std::span<const uint8_t> image(kernel_mapping.data(), kernel_mapping.size());
 
     LinuxBootInfo info{};
     BootParamsInput params;
