@@ -1,6 +1,7 @@
 // minikvm entry point: parse the command line, build the VM, run it, and turn
 // the outcome into the documented exit status (README "Exit codes").
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <spdlog/pattern_formatter.h>
@@ -51,6 +52,9 @@ int main(int argc, char** argv) {
     try {
         minikvm::Machine machine(outcome.command_line->machine, process_start);
         int status = machine.run();
+        rusage usage{};
+        ::getrusage(RUSAGE_SELF, &usage);
+        spdlog::info("peak RSS {} KiB", usage.ru_maxrss);  // guest RAM counts only where touched
         return status;
     } catch (const minikvm::VmmError& error) {
         std::fprintf(stderr, "minikvm: %s\n", error.what());

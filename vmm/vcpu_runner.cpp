@@ -149,6 +149,11 @@ bool VcpuRunner::handle_exit() {
         return true;
     case KVM_EXIT_SHUTDOWN:
         log_lines(spdlog::level::err, dump_registers(vcpu_));
+        // On AMD, KVM INITs the vCPU before reporting a shutdown, so the
+        // faulting state is gone; say so rather than mislead.
+        if (vcpu_.regs().rip == 0xfff0 && vcpu_.sregs().cs.selector == 0xf000)
+            spdlog::error("vCPU {}: these are the registers after KVM's reset (AMD hosts reset on shutdown)",
+                          vcpu_.index());
         stop_.request(to_int(ExitCode::GuestCrash), fmt::format("vCPU {}: triple fault (KVM_EXIT_SHUTDOWN)", vcpu_.index()));
         return false;
     case KVM_EXIT_SYSTEM_EVENT:
