@@ -63,9 +63,5 @@ gcc "${OUTB_CFLAGS[@]}" -o "$stage/bin/minikvm-outb" "$OUTB_SRC" ||
   cpio_dev_nodes
   cpio_from_dir "$stage"
 } >"$out.tmp"
-mv "$out.tmp" "$out"
-echo "$key" >"$out.key.tmp"
-mv "$out.key.tmp" "$out.key"
-
-log "built $out ($(stat -c %s "$out") bytes)"
+publish_cached "$out" "$key"
 echo "$out"

@@ -200,9 +200,5 @@ touch "$stage/lib/modules/minikvm/modules.order" # exists even if all built in
   cat "$minimal"
   cpio_from_dir "$stage"
 } >"$out.tmp"
-mv "$out.tmp" "$out"
-echo "$key" >"$out.key.tmp"
-mv "$out.key.tmp" "$out.key"
-
-log "built $out ($(stat -c %s "$out") bytes)"
+publish_cached "$out" "$key"
 echo "$dir"

@@ -81,3 +81,12 @@ cpio_from_dir() {
       cpio --quiet -o -H newc -R 0:0 --reproducible
   )
 }
+
+# publish_cached OUT KEY: moves OUT.tmp into place and records the cache
+# key beside it, each step atomic, so a half-built image is never a hit.
+publish_cached() {
+  mv "$1.tmp" "$1"
+  echo "$2" >"$1.key.tmp"
+  mv "$1.key.tmp" "$1.key"
+  log "built $1 ($(stat -c %s "$1") bytes)"
+}
