@@ -21,6 +21,10 @@ constexpr uint8_t kTestKeyboard = 0xab;
 constexpr uint8_t kDisableKeyboard = 0xad;
 constexpr uint8_t kEnableKeyboard = 0xae;
 constexpr uint8_t kWriteOutputPort = 0xd1;
+// Loopback: the next data byte comes back as if the device had sent it.
+// Linux's aux-port probe uses 0xd3; without an answer it spins 10000 reads.
+constexpr uint8_t kWriteKeyboardOutput = 0xd2;
+constexpr uint8_t kWriteAuxOutput = 0xd3;
 constexpr uint8_t kPulseReset = 0xfe;
 }  // namespace
 
@@ -49,6 +53,7 @@ void I8042::write(uint64_t offset, std::span<const uint8_t> data) {
             if (*pending_write_ == kWriteCommandByte) command_byte_ = value;
             // Output port bit 0 low holds the CPU in reset.
             if (*pending_write_ == kWriteOutputPort && !(value & 0x01)) reset = true;
+            if (*pending_write_ == kWriteKeyboardOutput || *pending_write_ == kWriteAuxOutput) output_ = value;
             pending_write_.reset();
         }
         // A byte to the data port without a pending command would go to the
@@ -64,6 +69,8 @@ void I8042::command(uint8_t value) {
         break;
     case kWriteCommandByte:
     case kWriteOutputPort:
+    case kWriteKeyboardOutput:
+    case kWriteAuxOutput:
         pending_write_ = value;
         break;
     case kSelfTest:

@@ -163,6 +163,11 @@ TEST_CASE("i8042: 0xFE on the command port resets; probes get sane replies") {
     out(0, 0x47);
     out(4, 0x20);
     CHECK(in(0) == 0x47);
+    out(4, 0xd3);  // aux loopback, as Linux probes the mouse port
+    out(0, 0x5a);
+    CHECK(in(4) & 0x01);
+    CHECK(in(0) == 0x5a);
+    CHECK((in(4) & 0x01) == 0);
     CHECK(resets == 0);
     out(4, 0xfe);
     CHECK(resets == 1);
