@@ -1,5 +1,6 @@
 #include "vmm/vm.h"
 
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 
 #include <cerrno>
@@ -46,6 +47,46 @@ void Vm::map_memory(const GuestMemory& memory) {
         kvm_region.userspace_addr = reinterpret_cast<uint64_t>(memory.host_base() + region.host_offset);
         check(::ioctl(fd_.get(), KVM_SET_USER_MEMORY_REGION, &kvm_region), "KVM_SET_USER_MEMORY_REGION");
     }
+}
+
+UniqueFd Vm::add_io_eventfd(uint16_t port, uint32_t length, uint64_t datamatch) const {
+    UniqueFd event(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!event) throw std::system_error(errno, std::generic_category(), "eventfd");
+    kvm_ioeventfd request{};
+    request.datamatch = datamatch;
+    request.addr = port;
+    request.len = length;
+    request.fd = event.get();
+    request.flags = KVM_IOEVENTFD_FLAG_PIO | KVM_IOEVENTFD_FLAG_DATAMATCH;
+    check(::ioctl(fd_.get(), KVM_IOEVENTFD, &request), "KVM_IOEVENTFD");
+    return event;
+}
+
+void Vm::remove_io_eventfd(int fd, uint16_t port, uint32_t length, uint64_t datamatch) const {
+    kvm_ioeventfd request{};
+    request.datamatch = datamatch;
+    request.addr = port;
+    request.len = length;
+    request.fd = fd;
+    request.flags = KVM_IOEVENTFD_FLAG_PIO | KVM_IOEVENTFD_FLAG_DATAMATCH | KVM_IOEVENTFD_FLAG_DEASSIGN;
+    check(::ioctl(fd_.get(), KVM_IOEVENTFD, &request), "KVM_IOEVENTFD deassign");
+}
+
+void Vm::add_level_irqfd(int trigger, int resample, uint32_t gsi) const {
+    kvm_irqfd request{};
+    request.fd = static_cast<uint32_t>(trigger);
+    request.resamplefd = static_cast<uint32_t>(resample);
+    request.gsi = gsi;
+    request.flags = KVM_IRQFD_FLAG_RESAMPLE;
+    check(::ioctl(fd_.get(), KVM_IRQFD, &request), "KVM_IRQFD");
+}
+
+void Vm::remove_irqfd(int trigger, uint32_t gsi) const {
+    kvm_irqfd request{};
+    request.fd = static_cast<uint32_t>(trigger);
+    request.gsi = gsi;
+    request.flags = KVM_IRQFD_FLAG_DEASSIGN;
+    check(::ioctl(fd_.get(), KVM_IRQFD, &request), "KVM_IRQFD deassign");
 }
 
 void Vm::set_irq_line(uint32_t gsi, bool level) const {

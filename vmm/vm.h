@@ -27,6 +27,18 @@ public:
     // Drives interrupt line `gsi` of the in-kernel irqchip to `level`.
     void set_irq_line(uint32_t gsi, bool level) const;
 
+    // An eventfd KVM signals when the guest writes `length` bytes equal to
+    // `datamatch` to I/O port `port`. The write completes inside the kernel:
+    // a virtqueue kick never returns to the vCPU thread's exit loop.
+    UniqueFd add_io_eventfd(uint16_t port, uint32_t length, uint64_t datamatch) const;
+    void remove_io_eventfd(int fd, uint16_t port, uint32_t length, uint64_t datamatch) const;
+
+    // Level-triggered interrupt through eventfds: a write to `trigger` asserts
+    // `gsi`; on the guest's EOI, KVM de-asserts it and signals `resample`, so
+    // the device can assert again if its condition still holds.
+    void add_level_irqfd(int trigger, int resample, uint32_t gsi) const;
+    void remove_irqfd(int trigger, uint32_t gsi) const;
+
 private:
     explicit Vm(UniqueFd fd) : fd_(std::move(fd)) {}
     UniqueFd fd_;
