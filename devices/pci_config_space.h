@@ -1,0 +1,158 @@
+#pragma once
+// The 256-byte configuration space of one PCI function with a type-0 header
+// (an endpoint, not a bridge). Every byte has a write mask, so "read-only"
+// and "writable" are data, not code: a guest write changes only the bits its
+// mask allows, and the status register's error bits clear when written with 1.
+// BARs follow the sizing protocol because their low address bits are simply
+// not writable: writing all-ones reads back the size mask plus the type bits.
+//
+// The guest reaches this through the host bridge (config mechanism #1); the
+// device model and the bridge use the owner-side API below. An internal mutex
+// makes each call atomic, so a device thread may flip its interrupt status
+// while a vCPU reads the status register.
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <span>
+
+namespace minikvm {
+
+// What the device is; all of it is read-only to the guest.
+struct PciIdentity {
+    uint16_t vendor_id = 0xffff;
+    uint16_t device_id = 0xffff;
+    uint32_t class_code = 0;  // base class << 16 | subclass << 8 | programming interface
+    uint8_t revision = 0;
+    uint16_t subsystem_vendor_id = 0;
+    uint16_t subsystem_id = 0;
+};
+
+enum class PciBarKind { Io, Memory32 };
+
+// What a guest write changed that the owner may have to act on. Returned by
+// write() rather than signalled through a callback, so the owner reacts after
+// the write, under its own lock, with no re-entrancy into this object.
+struct PciConfigChanges {
+    uint8_t moved_bars = 0;  // bit i: BAR i's programmed address changed
+    bool io_enable_changed = false;
+    bool memory_enable_changed = false;
+    bool intx_disable_changed = false;
+
+    // True when some BAR may now decode somewhere else, or nowhere.
+    bool decoding_may_have_changed() const { return moved_bars != 0 || io_enable_changed || memory_enable_changed; }
+};
+
+class PciConfigSpace {
+public:
+    static constexpr uint32_t kSize = 256;
+    static constexpr unsigned kBarCount = 6;
+
+    // Register offsets of the type-0 header.
+    static constexpr uint32_t kVendorId = 0x00;
+    static constexpr uint32_t kDeviceId = 0x02;
+    static constexpr uint32_t kCommand = 0x04;
+    static constexpr uint32_t kStatus = 0x06;
+    static constexpr uint32_t kRevision = 0x08;
+    static constexpr uint32_t kClassCode = 0x09;  // 3 bytes: programming interface, subclass, base class
+    static constexpr uint32_t kCacheLineSize = 0x0c;
+    static constexpr uint32_t kHeaderType = 0x0e;
+    static constexpr uint32_t kBar0 = 0x10;
+    static constexpr uint32_t kSubsystemVendorId = 0x2c;
+    static constexpr uint32_t kSubsystemId = 0x2e;
+    static constexpr uint32_t kCapabilitiesPointer = 0x34;
+    static constexpr uint32_t kInterruptLine = 0x3c;
+    static constexpr uint32_t kInterruptPin = 0x3d;
+    static constexpr uint32_t kFirstCapability = 0x40;  // the device-specific area starts here
+
+    // Command register bits the guest may set; all others read 0.
+    static constexpr uint16_t kCommandIoEnable = 0x0001;
+    static constexpr uint16_t kCommandMemoryEnable = 0x0002;
+    static constexpr uint16_t kCommandBusMaster = 0x0004;
+    static constexpr uint16_t kCommandIntxDisable = 0x0400;
+
+    // Status register bits.
+    static constexpr uint16_t kStatusInterrupt = 0x0008;         // INTx asserted (device-set, read-only)
+    static constexpr uint16_t kStatusCapabilitiesList = 0x0010;  // read-only, set by add_capability()
+    // Error bits: set by the device, cleared by the guest writing 1 to them.
+    static constexpr uint16_t kStatusWriteOneToClear = 0xf900;
+
+    // BAR limits: I/O BARs are at most 256 bytes (PCI Local Bus spec), and the
+    // smallest sizes keep the type bits out of the address.
+    static constexpr uint32_t kMinIoBarSize = 4;
+    static constexpr uint32_t kMaxIoBarSize = 256;
+    static constexpr uint32_t kMinMemoryBarSize = 16;
+
+    explicit PciConfigSpace(const PciIdentity& identity);
+
+    PciConfigSpace(const PciConfigSpace&) = delete;
+    PciConfigSpace& operator=(const PciConfigSpace&) = delete;
+
+    // --- Guest side: any length at any offset; bytes past 255 read 0xff and
+    // ignore writes. Registers are little-endian, so an access that spans
+    // two registers simply touches bytes of both.
+    void read(uint32_t offset, std::span<uint8_t> data) const;
+    PciConfigChanges write(uint32_t offset, std::span<const uint8_t> data);
+
+    // --- Owner side: not subject to the guest's write masks.
+
+    // Makes BAR `index` (0-5) implemented. Size: a power of two, 4..256 for
+    // I/O, at least 16 for memory. Throws std::invalid_argument otherwise, or
+    // when the BAR is already declared.
+    void declare_bar(unsigned index, PciBarKind kind, uint32_t size);
+    // Firmware-style assignment; `address` must be aligned to the BAR's size.
+    void set_bar_address(unsigned index, uint32_t address);
+    // The address the guest programmed, whether or not decoding is enabled.
+    uint32_t bar_address(unsigned index) const;
+    // Where the BAR decodes now: declared, its kind enabled in the command
+    // register, and a usable address (not 0; I/O inside the 64 KiB port space;
+    // memory ending below 4 GiB, since all-ones is the sizing pattern and is
+    // never decoded, as in QEMU). nullopt when it decodes nowhere.
+    std::optional<uint32_t> bar_decode_address(unsigned index) const;
+
+    uint16_t command() const;
+    uint16_t status() const;
+    bool intx_disabled() const { return (command() & kCommandIntxDisable) != 0; }
+
+    // 0 = no interrupt, 1..4 = INTA#..INTD#.
+    void set_interrupt_pin(uint8_t pin);
+    void set_interrupt_line(uint8_t line);
+
+    // The device reports its INTx level here (status bit 3) and error
+    // conditions (bits of kStatusWriteOneToClear) for the guest to clear.
+    void set_interrupt_status(bool asserted);
+    void set_status_error(uint16_t bits);
+
+    // Appends a capability to the list (ID and next pointer are filled in and
+    // read-only) and returns its offset. `body` is what follows the 2-byte
+    // header; `writable`, if given, is its per-byte write mask (same size).
+    // Capabilities are dword-aligned from 0x40; throws std::length_error when
+    // there is no room, std::invalid_argument on a mask of the wrong size.
+    uint8_t add_capability(uint8_t id, std::span<const uint8_t> body, std::span<const uint8_t> writable = {});
+
+private:
+    struct Bar {
+        PciBarKind kind = PciBarKind::Io;
+        uint32_t size = 0;  // 0: no BAR in this slot: reads 0, ignores writes
+    };
+
+    uint32_t bar_address_locked(unsigned index) const;
+    std::optional<uint32_t> bar_decode_address_locked(unsigned index) const;
+    uint16_t get16(uint32_t offset) const;
+    uint32_t get32(uint32_t offset) const;
+    void set16(uint32_t offset, uint16_t value);
+    void set32(uint32_t offset, uint32_t value);
+    void set_write_mask32(uint32_t offset, uint32_t mask);
+
+    mutable std::mutex mutex_;
+    std::array<uint8_t, kSize> bytes_{};
+    std::array<uint8_t, kSize> writable_{};        // bits a guest write may change
+    std::array<uint8_t, kSize> write_one_clear_{};  // bits a guest write of 1 clears
+    std::array<Bar, kBarCount> bars_{};
+    uint32_t next_capability_ = kFirstCapability;  // where the next capability goes
+    uint8_t last_capability_ = 0;                  // offset of the list's tail, 0 if empty
+};
+
+}  // namespace minikvm

@@ -1,0 +1,142 @@
+#pragma once
+// The PCI host bridge: PCI bus 0 as the guest sees it through configuration
+// mechanism #1 (I/O ports 0xcf8-0xcff), and as the VMM sees it: slots, BAR
+// addresses and interrupt routes.
+//
+// Ports. 0xcf8 is the 32-bit CONFIG_ADDRESS register (enable bit 31, bus
+// 23:16, device 15:11, function 10:8, register 7:2). Only a dword access to
+// 0xcf8 reaches it; byte and word accesses to 0xcf8-0xcfb are not config
+// accesses, as on Intel chipsets and in QEMU: reads give all-ones, writes are
+// dropped. That is also what Linux's probe expects: it writes a byte to 0xcfb
+// before checking that CONFIG_ADDRESS kept its value, and it takes byte reads
+// of 0 at 0xcf8/0xcfa for the old mechanism #2. 0xcfc-0xcff is the data
+// window onto the dword CONFIG_ADDRESS selects: bytes, words and dwords at
+// any port that fits, port - 0xcfc being the byte within the dword.
+//
+// Functions. Bus 0 only; every device is single-function. The bridge itself
+// is 00:00.0, an Intel 0x8086:0x29c0 host bridge (class 0x060000), the
+// identity QEMU's q35 uses, so guests know it. Another bus, function, an
+// empty slot or CONFIG_ADDRESS without its enable bit: reads all-ones, writes
+// ignored -- "no device here" to the guest.
+//
+// BARs. register_device() gives every BAR an address -- I/O BARs from
+// kIoWindow*, memory BARs from kMemoryWindow*, each aligned to its size -- but
+// maps nothing: a BAR is on the IoBus or MmioBus only while the command
+// register enables decoding for its kind, as on hardware and in QEMU (Linux
+// enables decoding itself in pci_enable_device). When the guest moves a BAR
+// or toggles decoding, the mapping follows. A BAR the guest moves onto a
+// range that is taken (another BAR, the serial port, 0xcf8 itself) is logged
+// once and stays unmapped until the guest moves it again.
+//
+// Interrupts. Every device gets INTA# wired to an IOAPIC input of its own,
+// from GSIs 16-23: the IOAPIC pins above the 16 ISA IRQs, so nothing shares
+// them with the serial port or the ACPI SCI (IRQ 9), and the MP table's ISA
+// entries (IRQ n on pin n) never collide with a PCI entry. KVM routes GSI n to
+// IOAPIC pin n. The GSI goes in the interrupt line register and in
+// interrupt_routes(). Eight GSIs, so at most eight devices.
+//
+// Threads. vCPUs may access configuration space concurrently; one mutex
+// makes every access, with the bus remapping it causes, atomic.
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "boot/mp_table.h"
+#include "devices/irq_line.h"
+#include "devices/pci_config_space.h"
+#include "devices/pci_device.h"
+#include "vmm/bus.h"
+#include "vmm/guest_memory.h"
+
+namespace minikvm {
+
+class PciHostBridge : public BusDevice {
+public:
+    static constexpr uint16_t kBasePort = 0xcf8;  // CONFIG_ADDRESS; CONFIG_DATA is at 0xcfc
+    static constexpr uint64_t kPortCount = 8;
+
+    static constexpr PciIdentity kIdentity{.vendor_id = 0x8086, .device_id = 0x29c0, .class_code = 0x06'00'00};
+
+    // Where register_device() places BARs: [start, end).
+    static constexpr uint32_t kIoWindowStart = 0xc000;
+    static constexpr uint32_t kIoWindowEnd = 0x1'0000;
+    static constexpr uint32_t kMemoryWindowStart = static_cast<uint32_t>(GuestMemory::kMmioHoleStart);
+    static constexpr uint32_t kMemoryWindowEnd = 0xe000'0000;  // leaves the top of the hole (IOAPIC, LAPIC) alone
+
+    static constexpr std::array<uint8_t, 8> kInterruptGsis{16, 17, 18, 19, 20, 21, 22, 23};
+
+    // Makes the line that drives one GSI (in the machine: a KvmIrqLine).
+    using IrqLineFactory = std::function<std::unique_ptr<IrqLine>(uint32_t gsi)>;
+
+    // The buses are where BARs get mapped; both must outlive the bridge.
+    PciHostBridge(IoBus& io_bus, MmioBus& mmio_bus, IrqLineFactory make_irq_line);
+    // Takes the BAR mappings it made off the buses.
+    ~PciHostBridge() override;
+
+    PciHostBridge(const PciHostBridge&) = delete;
+    PciHostBridge& operator=(const PciHostBridge&) = delete;
+
+    // Puts `device` in the next free slot (1-31) and returns its address;
+    // declares and places its BARs, sets interrupt pin INTA# and the line
+    // register, and calls device.connect_intx(). The device must outlive the
+    // bridge. Throws std::invalid_argument for a bad BAR or a device that is
+    // already registered, std::runtime_error when slots, GSIs or a BAR window
+    // run out; the bridge is then unchanged, but the device's config space
+    // may hold BARs already, so that device cannot be registered again.
+    PciBdf register_device(PciDevice& device);
+
+    // One route per registered device, for the MP table.
+    std::vector<PciInterruptRoute> interrupt_routes() const;
+
+    // BusDevice: `offset` is the port minus 0xcf8.
+    void read(uint64_t offset, std::span<uint8_t> data) override;
+    void write(uint64_t offset, std::span<const uint8_t> data) override;
+
+private:
+    class IntxLine;
+
+    // One BAR and where it is on its bus.
+    struct MappedBar {
+        PciBar bar;
+        std::optional<uint32_t> wanted;  // where the guest last had it decode; nullopt: nowhere
+        bool mapped = false;             // whether `wanted` is actually on the bus
+    };
+
+    struct Slot {
+        PciDevice* device = nullptr;
+        uint8_t gsi = 0;
+        std::vector<MappedBar> bars;
+        std::unique_ptr<IntxLine> intx;
+    };
+
+    // What CONFIG_ADDRESS selects: a config space (and its slot, except for
+    // the bridge itself), or nothing.
+    struct Target {
+        PciConfigSpace* config = nullptr;
+        Slot* slot = nullptr;
+    };
+    Target selected_function();
+    void update_bar_mappings(uint8_t device_number, Slot& slot);
+    // Takes the BAR off its bus; tells `device` unless it is null.
+    void unmap(MappedBar& mapped, PciDevice* device);
+
+    IoBus& io_bus_;
+    MmioBus& mmio_bus_;
+    IrqLineFactory make_irq_line_;
+
+    mutable std::mutex mutex_;
+    uint32_t config_address_ = 0;
+    PciConfigSpace own_config_{kIdentity};
+    std::array<Slot, 32> slots_;  // index = device number; slot 0 is the bridge itself
+    uint8_t slots_used_ = 1;
+    uint32_t next_io_address_ = kIoWindowStart;
+    uint32_t next_memory_address_ = kMemoryWindowStart;
+};
+
+}  // namespace minikvm
