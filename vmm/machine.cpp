@@ -63,7 +63,8 @@ Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_po
       acpi_pm_([this] { stop_.request(to_int(ExitCode::GuestPowerOff), "guest powered off (ACPI S5)"); }),
       debug_exit_([this](uint8_t value) {
           stop_.request(debug_exit_status(value), fmt::format("guest wrote {:#04x} to the debug-exit port", value));
-      }) {
+      }),
+      pci_(io_bus_, mmio_bus_, [this](uint32_t gsi) { return std::make_unique<KvmIrqLine>(vm_, gsi); }) {
     int max_cpus = std::min(kvm_.recommended_vcpus(), 254);
     if (config.cpus < 1 || config.cpus > static_cast<uint32_t>(max_cpus))
         fail(ExitCode::Usage, "--cpus {}: this host's KVM supports 1 to {} vCPUs", config.cpus, max_cpus);
@@ -87,6 +88,7 @@ void Machine::add_devices() {
     io_bus_.add(DebugExit::kPort, 1, debug_exit_);
     io_bus_.add(CmosRtc::kBasePort, CmosRtc::kPortCount, rtc_);
     io_bus_.add(AcpiPm::kBasePort, AcpiPm::kPortCount, acpi_pm_);
+    io_bus_.add(PciHostBridge::kBasePort, PciHostBridge::kPortCount, pci_);
     // POST code, DMA page registers and the delay port Linux's io_delay uses.
     io_bus_.add(0x80, 0x10, quiet_ports_);
     io_bus_.add(0xed, 1, quiet_ports_);
@@ -100,6 +102,7 @@ void Machine::set_up_vcpus(uint64_t entry) {
     mp.cpu_count = config_.cpus;
     mp.cpu_signature = cpuid_value(supported, 1, &kvm_cpuid_entry2::eax);
     mp.cpu_features = cpuid_value(supported, 1, &kvm_cpuid_entry2::edx);
+    mp.pci_routes = pci_.interrupt_routes();
     memory_.write(layout::kMpTable, build_mp_table(layout::kMpTable, mp));
     AcpiConfig acpi;
     acpi.cpu_count = config_.cpus;

@@ -15,6 +15,7 @@
 #include "devices/debug_exit.h"
 #include "devices/i8042.h"
 #include "devices/irq_line.h"
+#include "devices/pci_host_bridge.h"
 #include "devices/quiet_ports.h"
 #include "devices/serial_8250.h"
 #include "vmm/bus.h"
@@ -64,6 +65,7 @@ private:
     DebugExit debug_exit_;
     CmosRtc rtc_;
     QuietPorts quiet_ports_;
+    PciHostBridge pci_;  // after the buses it maps BARs on; PCI devices will be declared before it
 
     std::vector<std::unique_ptr<Vcpu>> vcpus_;
     std::vector<std::unique_ptr<VcpuRunner>> runners_;
