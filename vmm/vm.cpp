@@ -14,6 +14,16 @@ namespace {
 void check(int result, const char* what) {
     if (result < 0) throw std::system_error(errno, std::generic_category(), what);
 }
+
+kvm_ioeventfd port_eventfd_request(int fd, uint16_t port, uint32_t length, uint64_t datamatch, uint32_t extra_flags) {
+    kvm_ioeventfd request{};
+    request.datamatch = datamatch;
+    request.addr = port;
+    request.len = length;
+    request.fd = fd;
+    request.flags = KVM_IOEVENTFD_FLAG_PIO | KVM_IOEVENTFD_FLAG_DATAMATCH | extra_flags;
+    return request;
+}
 }  // namespace
 
 Vm Vm::create(const Kvm& kvm) {
@@ -52,23 +62,13 @@ void Vm::map_memory(const GuestMemory& memory) {
 UniqueFd Vm::add_io_eventfd(uint16_t port, uint32_t length, uint64_t datamatch) const {
     UniqueFd event(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!event) throw std::system_error(errno, std::generic_category(), "eventfd");
-    kvm_ioeventfd request{};
-    request.datamatch = datamatch;
-    request.addr = port;
-    request.len = length;
-    request.fd = event.get();
-    request.flags = KVM_IOEVENTFD_FLAG_PIO | KVM_IOEVENTFD_FLAG_DATAMATCH;
+    kvm_ioeventfd request = port_eventfd_request(event.get(), port, length, datamatch, 0);
     check(::ioctl(fd_.get(), KVM_IOEVENTFD, &request), "KVM_IOEVENTFD");
     return event;
 }
 
 void Vm::remove_io_eventfd(int fd, uint16_t port, uint32_t length, uint64_t datamatch) const {
-    kvm_ioeventfd request{};
-    request.datamatch = datamatch;
-    request.addr = port;
-    request.len = length;
-    request.fd = fd;
-    request.flags = KVM_IOEVENTFD_FLAG_PIO | KVM_IOEVENTFD_FLAG_DATAMATCH | KVM_IOEVENTFD_FLAG_DEASSIGN;
+    kvm_ioeventfd request = port_eventfd_request(fd, port, length, datamatch, KVM_IOEVENTFD_FLAG_DEASSIGN);
     check(::ioctl(fd_.get(), KVM_IOEVENTFD, &request), "KVM_IOEVENTFD deassign");
 }
 
