@@ -1,0 +1,85 @@
+#pragma once
+// What a virtio device (console, block, net...) is, apart from how the guest
+// reaches it. A transport (VirtioPciLegacy) owns the registers, the feature
+// negotiation and the virtqueues; the device supplies its identity, its
+// configuration space and the work done on its queues.
+//
+// Lifecycle, as the transport drives it:
+//   1. the driver negotiates features and places the queues (the device is
+//      not involved: it has no queues yet);
+//   2. DRIVER_OK: activate() hands over the negotiated features and the
+//      queues; from then on the queues are the device's alone;
+//   3. kicks arrive as queue_notified(); the device pops, pushes, and asks
+//      for the used-buffer interrupt through VirtioTransportSignals;
+//   4. status 0 (or the transport going away): reset() takes the queues back.
+//
+// Threads. The transport serializes every call below (one lock), but makes
+// them from vCPU threads and the event-loop thread. A device with threads of
+// its own (a backend's completion thread) synchronizes them with these calls
+// itself; VirtioTransportSignals may be called from any thread.
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "virtio/virtqueue.h"
+
+namespace minikvm {
+
+// Device IDs (virtio 1.2 section 5): also the PCI subsystem ID.
+enum class VirtioDeviceType : uint16_t {
+    Net = 1,
+    Block = 2,
+    Console = 3,
+};
+
+// What a device may ask of its transport once activated. Safe from any
+// thread, including from inside the device's own activate()/queue_notified().
+class VirtioTransportSignals {
+public:
+    virtual ~VirtioTransportSignals() = default;
+    // The device put buffers in a used ring and the queue's needs_interrupt()
+    // said yes: raise the used-buffer interrupt.
+    virtual void signal_used_buffer() = 0;
+    // The device changed its configuration space.
+    virtual void signal_config_change() = 0;
+    // The device cannot go on (a queue broke a ring rule...): the transport
+    // stops delivering kicks and interrupts until the driver resets it.
+    // `reason` is logged once.
+    virtual void signal_device_broken(std::string_view reason) = 0;
+};
+
+class VirtioDevice {
+public:
+    virtual ~VirtioDevice() = default;
+
+    virtual VirtioDeviceType device_type() const = 0;
+    // Feature bits the device offers (device-specific and ring bits).
+    virtual uint64_t device_features() const = 0;
+    // How many virtqueues, and each one's size: a power of two, 1..32768.
+    // Both must stay constant for the device's lifetime.
+    virtual unsigned queue_count() const = 0;
+    virtual uint16_t queue_max_size(unsigned index) const = 0;
+
+    // Device configuration space. The transport only passes accesses that lie
+    // entirely inside [0, config_size()); config_size() must stay constant.
+    virtual uint32_t config_size() const = 0;
+    virtual void read_config(uint32_t offset, std::span<uint8_t> data) = 0;
+    virtual void write_config(uint32_t offset, std::span<const uint8_t> data) = 0;
+
+    // DRIVER_OK: start serving. `queues` has queue_count() entries; a queue
+    // the driver did not place is not ready(). A legacy driver may kick before
+    // DRIVER_OK and those kicks are not replayed, so the device should look
+    // for buffers already available. `signals` stays valid until reset().
+    virtual void activate(uint64_t negotiated_features, std::span<VirtQueue> queues,
+                          VirtioTransportSignals& signals) = 0;
+    // Device reset: drop all in-flight work and forget the queues and the
+    // signals; no VirtQueue or signal may be touched after this returns.
+    // Called on every reset, whether or not activate() came first.
+    virtual void reset() = 0;
+    // The driver kicked queue `index`, which exists and is ready. Only called
+    // between activate() and reset().
+    virtual void queue_notified(unsigned index) = 0;
+};
+
+}  // namespace minikvm

@@ -1,0 +1,211 @@
+#pragma once
+// The legacy (virtio 0.9.5, "transitional" in virtio 1.2 section 4.1.4.8)
+// virtio-pci transport: one I/O BAR holding the register block below, INTx
+// for interrupts (no MSI-X), the split ring in the legacy layout.
+//
+//   offset  width  register
+//   0       32     host features (low 32 device feature bits)     RO
+//   4       32     guest features (only offered bits are kept)    RW
+//   8       32     queue PFN of the selected queue                RW
+//   12      16     queue size of the selected queue               RO
+//   14      16     queue select                                   RW
+//   16      16     queue notify (value = queue index)             WO, reads 0
+//   18      8      device status                                  RW
+//   19      8      ISR status: bit 0 used buffer, bit 1 config    RO, read clears
+//   20..           device configuration space
+//
+// Access widths. The guest may access 1, 2 or 4 bytes at any offset; the
+// block is treated as little-endian bytes:
+//  - a read returns, byte by byte, the bytes of whichever registers (or
+//    configuration bytes) it covers, so a narrow read gives the matching
+//    bytes of a wider register; the ISR clears only if its byte is read;
+//  - a write reaches every register whose first byte it covers, with the
+//    written bytes zero-extended to the register's width (a 1-byte write of
+//    5 to queue select selects queue 5); a register whose first byte it does
+//    not cover is left alone;
+//  - configuration bytes past config_size() read 0 and ignore writes.
+//
+// Behaviour the driver can observe:
+//  - status 0 resets everything: the device (in-flight work), the queues,
+//    the negotiated features, queue select, the ISR (INTx lowered) and the
+//    broken state. FAILED (0x80) is stored and does nothing else.
+//  - DRIVER_OK activates the device once per reset. Legacy has no
+//    FEATURES_OK, and DRIVER_OK without ACKNOWLEDGE|DRIVER is accepted as
+//    legacy Linux would, logged at debug.
+//  - While activated the queues belong to the device: PFN and guest-feature
+//    writes are then ignored (logged once). Linux writes both before
+//    DRIVER_OK and resets before releasing queues.
+//  - Broken (a PFN whose ring is not RAM, or the device's own report): status
+//    reads with DEVICE_NEEDS_RESET (0x40) set, kicks and used-buffer
+//    interrupts stop, a config-change interrupt is raised if DRIVER_OK was
+//    set; DRIVER_OK does not activate. Only status 0 recovers.
+//  - Kicks for a queue that does not exist, is not placed, or before
+//    DRIVER_OK are ignored (the first two logged once).
+//  - Writes to read-only registers are ignored, logged once.
+//
+// Kicks. With NotifyEventfds, every queue gets an ioeventfd on
+// BAR0 + 16 (2 bytes, datamatch = queue index) while BAR 0 is mapped, heard
+// on the event loop. Without it, or when that setup fails, kicks trap to
+// the vCPU and arrive through write().
+//
+// Threads. Registers are accessed from vCPU threads, kicks from the event
+// loop, signals from wherever the device runs. Two locks, always taken in
+// this order: device_mutex_ serializes the device and queue state and every
+// call into the VirtioDevice; state_mutex_ guards status, ISR and the INTx
+// level, so the device may signal while device_mutex_ is held (from inside
+// queue_notified) or not (from its own threads). Eventfd registration has a
+// lock of its own and never holds the others, because the event loop waits
+// for a running handler, which may be waiting for device_mutex_.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "devices/pci_device.h"
+#include "virtio/notify_eventfds.h"
+#include "virtio/virtio_device.h"
+#include "virtio/virtqueue.h"
+#include "vmm/bus.h"
+#include "vmm/guest_memory.h"
+
+namespace minikvm {
+
+class VirtioPciLegacy : public PciDevice, public BusDevice, private VirtioTransportSignals {
+public:
+    static constexpr uint16_t kVendorId = 0x1af4;
+
+    // Register offsets in BAR 0.
+    static constexpr uint32_t kHostFeatures = 0;
+    static constexpr uint32_t kGuestFeatures = 4;
+    static constexpr uint32_t kQueuePfn = 8;
+    static constexpr uint32_t kQueueSize = 12;
+    static constexpr uint32_t kQueueSelect = 14;
+    static constexpr uint32_t kQueueNotify = 16;
+    static constexpr uint32_t kStatus = 18;
+    static constexpr uint32_t kIsr = 19;
+    static constexpr uint32_t kConfig = 20;
+
+    // Device status bits (virtio 1.2 2.1).
+    static constexpr uint8_t kStatusAcknowledge = 0x01;
+    static constexpr uint8_t kStatusDriver = 0x02;
+    static constexpr uint8_t kStatusDriverOk = 0x04;
+    static constexpr uint8_t kStatusFeaturesOk = 0x08;
+    static constexpr uint8_t kStatusNeedsReset = 0x40;
+    static constexpr uint8_t kStatusFailed = 0x80;
+
+    static constexpr uint8_t kIsrQueue = 0x01;
+    static constexpr uint8_t kIsrConfig = 0x02;
+
+    static constexpr uint32_t kMinBarSize = 32;
+
+    // `device` and `memory` (and `eventfds`, if given) must outlive this.
+    // `name` prefixes log lines ("virtio-console0"). Throws
+    // std::invalid_argument for an unknown device type, a queue size that is
+    // not a power of two in 1..32768, or configuration space that does not
+    // fit a 256-byte I/O BAR.
+    VirtioPciLegacy(VirtioDevice& device, const GuestMemory& memory, std::string name,
+                    NotifyEventfds* eventfds = nullptr);
+    // Resets the device and removes the ioeventfds.
+    ~VirtioPciLegacy() override;
+
+    VirtioPciLegacy(const VirtioPciLegacy&) = delete;
+    VirtioPciLegacy& operator=(const VirtioPciLegacy&) = delete;
+
+    // The PCI identity for a device type, and BAR 0's size for a
+    // configuration space of `config_size` bytes.
+    static PciIdentity identity_for(VirtioDeviceType type);
+    static uint32_t bar_size_for(uint32_t config_size);
+
+    // PciDevice
+    PciConfigSpace& config() override { return config_; }
+    std::vector<PciBar> bars() override;
+    void connect_intx(IrqLine& intx) override;
+    void bar_mapping_changed(unsigned index, std::optional<uint32_t> base) override;
+
+    // BusDevice: BAR 0; `offset` is relative to its base.
+    void read(uint64_t offset, std::span<uint8_t> data) override;
+    void write(uint64_t offset, std::span<const uint8_t> data) override;
+
+    // For tests and diagnostics.
+    uint8_t status() const;
+    bool broken() const;
+    uint32_t bar_size() const { return bar_size_; }
+    // Ports with an ioeventfd now (one per queue), in queue order.
+    size_t eventfd_count() const;
+
+private:
+    // Guest misbehaviour worth one log line each, not one per access.
+    enum class Once : unsigned {
+        ReadOnlyWrite,
+        NotifyNoQueue,
+        NotifyNotReady,
+        PfnNoQueue,
+        PfnWhileActive,
+        FeaturesWhileActive,
+        Count,
+    };
+
+    struct Registration {
+        UniqueFd fd;
+        uint16_t port;
+        uint16_t queue;
+    };
+
+    // VirtioTransportSignals
+    void signal_used_buffer() override;
+    void signal_config_change() override;
+    void signal_device_broken(std::string_view reason) override;
+
+    // One register of the block, by its offset; each takes the locks it needs.
+    uint32_t read_register(uint32_t offset);
+    void write_register(uint32_t offset, uint32_t value);
+    void write_queue_pfn(uint32_t pfn);
+    void write_status(uint8_t value);
+    void notify_queue(uint32_t index);  // takes device_mutex_
+    void reset_locked();                // device_mutex_ held
+    void mark_broken(std::string_view reason);  // takes state_mutex_
+    uint8_t read_isr();                         // takes state_mutex_
+    void raise_locked(uint8_t isr_bits);        // state_mutex_ held
+    void log_once(Once what, std::string_view message);
+
+    void register_eventfds(uint32_t base);
+    void unregister_eventfds();
+
+    VirtioDevice& device_;
+    const std::string name_;
+    const uint64_t device_features_;
+    const uint32_t config_size_;
+    const uint32_t bar_size_;
+    PciConfigSpace config_;
+    NotifyEventfds* const eventfds_;
+    std::vector<uint16_t> queue_sizes_;  // validated once; the device's sizes never change
+    std::atomic<unsigned> logged_once_{0};  // bit per Once
+
+    // Guarded by device_mutex_.
+    std::mutex device_mutex_;
+    std::vector<VirtQueue> queues_;
+    uint32_t guest_features_ = 0;
+    uint16_t queue_select_ = 0;
+    bool activated_ = false;
+
+    // Guarded by state_mutex_.
+    mutable std::mutex state_mutex_;
+    IrqLine* intx_ = nullptr;
+    uint8_t status_ = 0;  // as the driver wrote it; NEEDS_RESET is added on read
+    uint8_t isr_ = 0;
+    bool intx_asserted_ = false;
+    bool running_ = false;  // activated and not broken: signals are honoured
+    bool broken_ = false;
+
+    // Guarded by eventfd_mutex_.
+    mutable std::mutex eventfd_mutex_;
+    std::vector<Registration> registrations_;
+};
+
+}  // namespace minikvm
