@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "test_helpers.h"
 #include "devices/acpi_pm.h"
 #include "devices/cmos_rtc.h"
 #include "devices/debug_exit.h"
@@ -16,14 +17,7 @@ using namespace minikvm;
 
 namespace {
 
-struct FakeIrq : IrqLine {
-    bool level = false;
-    int rising_edges = 0;
-    void set_level(bool asserted) override {
-        if (asserted && !level) ++rising_edges;
-        level = asserted;
-    }
-};
+using test_helpers::FakeIrq;
 
 struct Uart {
     FakeIrq irq;

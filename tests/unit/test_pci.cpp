@@ -11,6 +11,7 @@
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 
+#include "test_helpers.h"
 #include "boot/mp_table.h"
 #include "devices/pci_config_space.h"
 #include "devices/pci_device.h"
@@ -31,21 +32,16 @@ constexpr PciIdentity kTestIdentity{.vendor_id = 0x1af4,
 uint32_t config_read(const PciConfigSpace& config, uint32_t offset, size_t width) {
     uint8_t bytes[4] = {};
     config.read(offset, std::span(bytes, width));
-    uint32_t value = 0;
-    for (size_t i = 0; i < width; ++i) value |= uint32_t{bytes[i]} << (8 * i);
-    return value;
+    return test_helpers::from_le(std::span(bytes, width));
 }
 
 PciConfigChanges config_write(PciConfigSpace& config, uint32_t offset, size_t width, uint32_t value) {
     uint8_t bytes[4] = {};
-    for (size_t i = 0; i < width; ++i) bytes[i] = static_cast<uint8_t>(value >> (8 * i));
+    test_helpers::to_le(value, std::span(bytes, width));
     return config.write(offset, std::span<const uint8_t>(bytes, width));
 }
 
-struct FakeIrq : IrqLine {
-    bool level = false;
-    void set_level(bool asserted) override { level = asserted; }
-};
+using test_helpers::FakeIrq;
 
 struct RecordingDevice : BusDevice {
     std::vector<std::pair<uint64_t, size_t>> reads, writes;

@@ -24,6 +24,7 @@
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 
+#include "test_helpers.h"
 #include "devices/irq_line.h"
 #include "devices/pci_config_space.h"
 #include "devices/pci_host_bridge.h"
@@ -118,26 +119,17 @@ private:
     VirtioTransportSignals* signals_ = nullptr;
 };
 
-struct FakeIrq : IrqLine {
-    bool level = false;
-    int raises = 0;
-    void set_level(bool asserted) override {
-        if (asserted && !level) ++raises;
-        level = asserted;
-    }
-};
+using test_helpers::FakeIrq;
 
 uint32_t reg_read(V& transport, uint64_t offset, size_t width) {
     uint8_t bytes[4] = {};
     transport.read(offset, std::span(bytes, width));
-    uint32_t value = 0;
-    for (size_t i = 0; i < width; ++i) value |= uint32_t{bytes[i]} << (8 * i);
-    return value;
+    return test_helpers::from_le(std::span(bytes, width));
 }
 
 void reg_write(V& transport, uint64_t offset, size_t width, uint32_t value) {
     uint8_t bytes[4] = {};
-    for (size_t i = 0; i < width; ++i) bytes[i] = static_cast<uint8_t>(value >> (8 * i));
+    test_helpers::to_le(value, std::span(bytes, width));
     transport.write(offset, std::span<const uint8_t>(bytes, width));
 }
 
@@ -571,14 +563,14 @@ TEST_CASE("virtio-pci legacy: used-buffer interrupt, ISR read clears and lowers"
     CHECK(rig.irq.level);
     device.signals()->signal_used_buffer();
     device.signals()->signal_config_change();
-    CHECK(rig.irq.raises == 1);  // one level, not one edge per request
+    CHECK(rig.irq.rising_edges == 1);  // one level, not one edge per request
     CHECK(reg_read(rig.transport, V::kIsr, 1) == (V::kIsrQueue | V::kIsrConfig));
     CHECK_FALSE(rig.irq.level);
     CHECK(reg_read(rig.transport, V::kIsr, 1) == 0);
 
     device.signals()->signal_used_buffer();
     CHECK(rig.irq.level);
-    CHECK(rig.irq.raises == 2);
+    CHECK(rig.irq.rising_edges == 2);
     // A narrow-to-wide read covering the ISR clears it too.
     CHECK(reg_read(rig.transport, V::kStatus, 2) == (kReady | V::kIsrQueue << 8));
     CHECK_FALSE(rig.irq.level);
