@@ -1,0 +1,27 @@
+/* The guest's tests: each returns true when it passed (or skipped), false
+ * after fail() recorded why. */
+#ifndef BAREMETAL_TESTS_H
+#define BAREMETAL_TESTS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct test {
+    const char* name;
+    bool (*run)(void);
+    const char* description;
+};
+
+/* What the loader told us, for the boot test. */
+struct boot_info {
+    unsigned kind;        /* BOOT_LINUX or BOOT_PVH */
+    uint64_t info_address; /* boot_params or hvm_start_info */
+    uint64_t ram_top;     /* end of the RAM range that holds the image */
+    unsigned memory_ranges;
+};
+extern struct boot_info boot_info;
+
+extern const struct test platform_tests[];
+extern const unsigned platform_test_count;
+
+#endif
