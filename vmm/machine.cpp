@@ -153,6 +153,9 @@ void Machine::set_up_vcpus(uint64_t entry) {
     acpi.pm1a_control_port = AcpiPm::kControlBlock;
     acpi.pm1a_control_length = AcpiPm::kControlBlockLength;
     acpi.s5_sleep_type = AcpiPm::kS5SleepType;
+    acpi.pci_memory_window_start = PciHostBridge::kMemoryWindowStart;
+    acpi.pci_memory_window_end = PciHostBridge::kMemoryWindowEnd;
+    acpi.pci_routes = pci_.interrupt_routes();
     memory_.write(layout::kAcpiTables, build_acpi_tables(layout::kAcpiTables, acpi));
 
     for (uint32_t i = 0; i < config_.cpus; ++i) {
