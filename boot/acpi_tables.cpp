@@ -3,6 +3,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "boot/acpi_resources.h"
+#include "boot/aml.h"
 #include "boot/mp_table.h"
 
 namespace minikvm {
@@ -19,6 +21,10 @@ constexpr uint16_t kBootArchNoVga = 1U << 2;  // and, by omission, no 8042 and n
 constexpr uint8_t kAddressSpaceSystemIo = 1;
 constexpr uint8_t kAccessWord = 2;
 constexpr uint32_t kMadtPcatCompatible = 1;
+constexpr uint16_t kPciConfigPorts = 0xcf8;  // configuration mechanism #1: CONFIG_ADDRESS, CONFIG_DATA
+constexpr uint8_t kPciConfigPortCount = 8;
+constexpr uint32_t kIoSpaceEnd = 0x1'0000;
+constexpr uint32_t kPciAnyFunction = 0xffff;
 
 class Blob {
 public:
@@ -72,6 +78,61 @@ void end_table(Blob& blob, size_t at) {
     blob.set_checksum(at, length, 9);
 }
 
+// Name (_S5, Package () { type, type, 0, 0 }): the PM1a/PM1b sleep types
+// that make `poweroff` work.
+aml::Bytes s5_object(const AcpiConfig& config) {
+    return aml::name("_S5", aml::package({aml::integer(config.s5_sleep_type), aml::integer(config.s5_sleep_type),
+                                          aml::integer(0), aml::integer(0)}));
+}
+
+// What the root bridge decodes: bus 0, its own configuration ports, and the
+// I/O and memory windows it forwards to bus 0.
+aml::Bytes pci_root_resources(const AcpiConfig& config) {
+    const uint32_t io_start = config.pci_io_window_start;
+    const uint32_t io_end = config.pci_io_window_end;
+    if (io_start < kPciConfigPorts + kPciConfigPortCount || io_end > kIoSpaceEnd || io_start >= io_end)
+        throw std::invalid_argument("ACPI: bad PCI I/O window");
+    if (config.pci_memory_window_start >= config.pci_memory_window_end)
+        throw std::invalid_argument("ACPI: bad PCI memory window");
+    return aml::buffer(acpi_resource::resource_template({
+        acpi_resource::bus_number_window(0, 0),
+        acpi_resource::io_ports(kPciConfigPorts, kPciConfigPortCount),
+        acpi_resource::io_window(0, kPciConfigPorts - 1),
+        acpi_resource::io_window(static_cast<uint16_t>(io_start), static_cast<uint16_t>(io_end - 1)),
+        acpi_resource::memory_window(config.pci_memory_window_start, config.pci_memory_window_end - 1),
+    }));
+}
+
+// _PRT: Package () { Package () { address, pin, source, source index }, ... }.
+// The address is the device in the high word with "any function" below;
+// a Zero source means no link device, the index being the GSI itself -- the
+// IOAPIC input, as the MADT puts the IOAPIC at GSI base 0.
+aml::Bytes pci_routing_table(const std::vector<PciInterruptRoute>& routes) {
+    std::vector<aml::Bytes> entries;
+    for (const PciInterruptRoute& route : routes) {
+        if (route.device > 31 || route.pin > 3 || route.ioapic_input >= kIoapicPins)
+            throw std::invalid_argument("ACPI: bad PCI interrupt route");
+        const uint32_t address = uint32_t{route.device} << 16 | kPciAnyFunction;
+        entries.push_back(aml::package(
+            {aml::integer(address), aml::integer(route.pin), aml::integer(0), aml::integer(route.ioapic_input)}));
+    }
+    return aml::package(entries);
+}
+
+// Scope (\_SB) { Device (PCI0) { ... } }: PCI bus 0 behind a root bridge.
+aml::Bytes pci_root_bridge(const AcpiConfig& config) {
+    aml::Bytes body;
+    aml::append(body, aml::name("_HID", aml::eisa_id("PNP0A03")));  // PCI (not PCIe: no _OSC, no MCFG)
+    aml::append(body, aml::name("_UID", aml::integer(0)));
+    // _ADR beside _HID, as QEMU's PCI0 has it; iasl warns that the spec
+    // wants one or the other, and guests use _HID.
+    aml::append(body, aml::name("_ADR", aml::integer(0)));
+    aml::append(body, aml::name("_BBN", aml::integer(0)));  // bus 0
+    aml::append(body, aml::name("_CRS", pci_root_resources(config)));
+    aml::append(body, aml::name("_PRT", pci_routing_table(config.pci_routes)));
+    return aml::scope("\\_SB", aml::device("PCI0", body));
+}
+
 }  // namespace
 
 std::vector<uint8_t> build_acpi_tables(uint64_t address, const AcpiConfig& config) {
@@ -79,12 +140,11 @@ std::vector<uint8_t> build_acpi_tables(uint64_t address, const AcpiConfig& confi
     Blob blob;
     const size_t rsdp = blob.append(kRsdpSize);
 
-    // DSDT: no devices yet; just the \_S5 sleep type that makes poweroff
-    // work: Name (_S5, Package () { type, type, 0, 0 }) in AML.
+    // DSDT: \_S5, then the PCI root bridge.
+    aml::Bytes definitions = s5_object(config);
+    aml::append(definitions, pci_root_bridge(config));
     const size_t dsdt = begin_table(blob, "DSDT", 2);
-    const uint8_t s5[] = {0x08, '_', 'S', '5', '_', 0x12, 0x08, 0x04, 0x0a, config.s5_sleep_type,
-                          0x0a, config.s5_sleep_type, 0x00, 0x00};
-    blob.put(blob.append(sizeof(s5)), s5, sizeof(s5));
+    blob.put(blob.append(definitions.size()), definitions.data(), definitions.size());
     end_table(blob, dsdt);
 
     const size_t fadt = begin_table(blob, "FACP", 6);

@@ -7,9 +7,17 @@
 // "hardware-reduced": that mode drops the legacy PIC and with it the ISA
 // IRQ routing the serial port needs. Kernels without ACPI use the MP table;
 // both describe one machine.
+//
+// The DSDT holds \_S5 and the PCI root bridge \_SB.PCI0: its bus, I/O and
+// memory windows (_CRS), so Linux finds bus 0 through ACPI, and its
+// interrupt routing (_PRT), so Linux can wire each device's INTx to its GSI.
+// Those GSIs get no interrupt source override in the MADT, so Linux programs
+// them level-triggered and active-low, as the MP table declares them too.
 
 #include <cstdint>
 #include <vector>
+
+#include "boot/mp_table.h"
 
 namespace minikvm {
 
@@ -22,6 +30,16 @@ struct AcpiConfig {
     uint16_t pm1a_control_port = 0;
     uint8_t pm1a_control_length = 2;
     uint8_t s5_sleep_type = 5;
+
+    // PCI bus 0 (devices/pci_host_bridge.h). The root bridge forwards every
+    // I/O port but its configuration ports 0xcf8-0xcff: 0-0xcf7 (the legacy
+    // devices) and [pci_io_window_start, pci_io_window_end), which must
+    // cover where BARs go. Memory: [pci_memory_window_start, _end).
+    uint32_t pci_io_window_start = 0x0d00;
+    uint32_t pci_io_window_end = 0x1'0000;
+    uint32_t pci_memory_window_start = 0xc000'0000;
+    uint32_t pci_memory_window_end = 0xe000'0000;
+    std::vector<PciInterruptRoute> pci_routes;  // one _PRT entry each
 };
 
 // All tables as one blob for guest address `address`; the RSDP comes first.

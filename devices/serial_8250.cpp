@@ -65,7 +65,6 @@ uint8_t Serial8250::read_register(uint64_t offset) {
         if (receive_buffer_.empty()) return 0;
         uint8_t byte = receive_buffer_.front();
         receive_buffer_.pop_front();
-        space_available_.notify_one();
         return byte;
     }
     case kInterruptEnable:
@@ -123,10 +122,7 @@ void Serial8250::write_register(uint64_t offset, uint8_t value) {
         interrupt_enable_ = value & 0x0f;
         return;
     case kInterruptId:  // FCR on write
-        if (value & kFcrClearReceive) {
-            receive_buffer_.clear();
-            space_available_.notify_one();
-        }
+        if (value & kFcrClearReceive) receive_buffer_.clear();
         fifo_control_ = value & kFcrEnable;
         return;
     case kLineControl:
@@ -187,12 +183,6 @@ size_t Serial8250::receive(std::span<const uint8_t> bytes) {
         receive_buffer_.push_back(bytes[accepted++]);
     update_irq();
     return accepted;
-}
-
-void Serial8250::wait_for_receive_space(int timeout_ms) {
-    std::unique_lock lock(mutex_);
-    space_available_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
-                              [this] { return receive_buffer_.size() < kReceiveBufferSize; });
 }
 
 }  // namespace minikvm

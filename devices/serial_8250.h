@@ -4,7 +4,6 @@
 // bytes wait in a buffer until the guest reads them. TX and RX interrupts
 // follow the 16550 rules Linux's 8250 driver probes for.
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -32,8 +31,6 @@ public:
 
     // Host input: queues as many bytes as fit and returns how many it took.
     size_t receive(std::span<const uint8_t> bytes) override;
-    // Blocks until the receive buffer has room, or `timeout_ms` passes.
-    void wait_for_receive_space(int timeout_ms) override;
 
 private:
     uint8_t read_register(uint64_t offset);
@@ -47,7 +44,6 @@ private:
     Output output_;
 
     std::mutex mutex_;
-    std::condition_variable space_available_;
     std::deque<uint8_t> receive_buffer_;
     bool overrun_ = false;
     bool transmit_interrupt_pending_ = false;

@@ -39,7 +39,6 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
 
     CommandLine result;
     MachineConfig& machine = result.machine;
-    machine.command_line = "console=ttyS0";
     std::string memory_text = "256M";
     std::string initrd;
     std::string log_level = "warn";
@@ -47,7 +46,14 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
     app.add_option("-k,--kernel", machine.kernel_path, "Linux kernel: bzImage or uncompressed ELF vmlinux")
         ->required();
     app.add_option("-i,--initrd", initrd, "initial ramdisk (cpio archive, optionally compressed)");
-    app.add_option("-a,--cmdline", machine.command_line, "kernel command line")->capture_default_str();
+    auto* cmdline_option = app.add_option("-a,--cmdline", machine.command_line,
+                                          "kernel command line [default: console=ttyS0, or console=hvc0 with --console virtio]");
+    std::string console = "serial";
+    app.add_option("--console", console,
+                   "device wired to the terminal: serial (8250 COM1), virtio (virtio-console, the guest's hvc0; the "
+                   "8250 still prints) or none")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"serial", "virtio", "none"}));
     app.add_option("-c,--cpus", machine.cpus, "number of vCPUs")->capture_default_str()->check(CLI::Range(1, 254));
     app.add_option("-m,--memory", memory_text, "guest RAM: 256M, 1G, 512K, or a number of MiB")->capture_default_str();
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off (logs go to stderr)")
@@ -77,6 +83,9 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
         return usage_error(fmt::format("--memory {}: more than this host's {} MiB of RAM", memory_text, host_memory >> 20));
     machine.memory_bytes = *memory;
     if (!initrd.empty()) machine.initrd_path = initrd;
+    machine.console = console == "virtio" ? ConsoleMode::Virtio : console == "none" ? ConsoleMode::None : ConsoleMode::Serial;
+    if (cmdline_option->count() == 0)
+        machine.command_line = machine.console == ConsoleMode::Virtio ? "console=hvc0" : "console=ttyS0";
     result.log_level = spdlog::level::from_str(log_level);
     return {result, 0, "", false};
 }

@@ -58,27 +58,38 @@ ConsoleInput::~ConsoleInput() {
 }
 
 void ConsoleInput::run() {
+    // Enough for any paste; beyond it stdin is left unread until the guest
+    // catches up (the escape then waits too).
+    constexpr size_t kMaxPending = 64 * 1024;
+    // How often input the guest refused is offered again.
+    constexpr int kRetryIntervalMs = 10;
+
     EscapeFilter escapes;
     uint8_t buffer[256];
-    std::vector<uint8_t> forward;
+    bool input_open = true;
     for (;;) {
-        pollfd fds[2] = {{input_fd_, POLLIN, 0}, {wake_.get(), POLLIN, 0}};
-        if (::poll(fds, 2, -1) < 0) {
+        deliver_pending();
+        if (!input_open && pending_.empty()) return;  // EOF and all delivered
+        const bool want_input = input_open && pending_.size() < kMaxPending;
+        pollfd fds[2] = {{wake_.get(), POLLIN, 0}, {input_fd_, static_cast<short>(want_input ? POLLIN : 0), 0}};
+        if (::poll(fds, want_input ? 2 : 1, pending_.empty() ? -1 : kRetryIntervalMs) < 0) {
             if (errno == EINTR) continue;
             return;
         }
-        if (fds[1].revents) return;  // shutting down
+        if (fds[0].revents) return;  // shutting down
+        if (!want_input || fds[1].revents == 0) continue;
         ssize_t n = ::read(input_fd_, buffer, sizeof(buffer));
         if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-        if (n <= 0) return;  // EOF: the guest simply gets no more input
-        std::span<const uint8_t> bytes(buffer, static_cast<size_t>(n));
-        if (!escapes_enabled_) {
-            deliver(bytes);
+        if (n <= 0) {  // EOF (or a dead stdin): the guest simply gets no more input
+            input_open = false;
             continue;
         }
-        forward.clear();
-        EscapeFilter::Command command = escapes.filter(bytes, forward);
-        deliver(forward);
+        std::span<const uint8_t> bytes(buffer, static_cast<size_t>(n));
+        if (!escapes_enabled_) {
+            pending_.insert(pending_.end(), bytes.begin(), bytes.end());
+            continue;
+        }
+        EscapeFilter::Command command = escapes.filter(bytes, pending_);
         if (command == EscapeFilter::Command::Quit) {
             stop_.request(to_int(ExitCode::Stopped), "console escape Ctrl-A x");
             return;
@@ -89,13 +100,10 @@ void ConsoleInput::run() {
     }
 }
 
-void ConsoleInput::deliver(std::span<const uint8_t> bytes) {
-    // Never drop input: wait for the guest to drain its buffer.
-    while (!bytes.empty() && !stop_.requested()) {
-        size_t taken = sink_.receive(bytes);
-        bytes = bytes.subspan(taken);
-        if (!bytes.empty()) sink_.wait_for_receive_space(100);
-    }
+void ConsoleInput::deliver_pending() {
+    if (pending_.empty()) return;
+    const size_t taken = sink_.receive(pending_);
+    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(taken));
 }
 
 }  // namespace minikvm

@@ -3,6 +3,9 @@
 // its own, with the console escape when stdin is a terminal:
 //   Ctrl-A x  stop the VM          Ctrl-A h  show this help
 //   Ctrl-A Ctrl-A  send one Ctrl-A to the guest
+// Input the guest cannot take yet (its buffer is full, or its driver has not
+// posted receive buffers) is kept and offered again every few milliseconds;
+// stdin is still read meanwhile (up to a limit), so Ctrl-A x always works.
 
 #include <cstdint>
 #include <span>
@@ -14,13 +17,13 @@
 
 namespace minikvm {
 
-// Where console input goes (the UART now, virtio-console later).
+// Where console input goes: the UART or virtio-console.
 class ConsoleInputSink {
 public:
     virtual ~ConsoleInputSink() = default;
-    // Accepts as many bytes as there is room for; returns how many.
+    // Accepts as many bytes as there is room for (possibly none); returns
+    // how many. Bytes not taken are offered again later.
     virtual size_t receive(std::span<const uint8_t> bytes) = 0;
-    virtual void wait_for_receive_space(int timeout_ms) = 0;
 };
 
 class EscapeFilter {
@@ -45,13 +48,15 @@ public:
 
 private:
     void run();
-    void deliver(std::span<const uint8_t> bytes);
+    // Hands pending_ to the sink as far as it takes it.
+    void deliver_pending();
 
     int input_fd_;
     ConsoleInputSink& sink_;
     StopRequest& stop_;
     bool escapes_enabled_;
     UniqueFd wake_;
+    std::vector<uint8_t> pending_;  // read, filtered, not yet taken by the guest
     std::thread thread_;
 };
 

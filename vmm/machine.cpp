@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -32,15 +33,28 @@ constexpr int kHaltProbeRoundsForPowerOff = 2;
 
 // The guest's console bytes go to stdout as they come; a closed stdout just
 // discards them (the VM keeps running).
-void write_console_byte(uint8_t byte) {
-    for (;;) {
-        ssize_t n = ::write(STDOUT_FILENO, &byte, 1);
-        if (n == 1 || (n < 0 && errno != EINTR && errno != EAGAIN)) return;
+void write_to_terminal(std::span<const uint8_t> bytes) {
+    while (!bytes.empty()) {
+        ssize_t n = ::write(STDOUT_FILENO, bytes.data(), bytes.size());
+        if (n > 0) {
+            bytes = bytes.subspan(static_cast<size_t>(n));
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == EAGAIN) {
             pollfd out{STDOUT_FILENO, POLLOUT, 0};
             ::poll(&out, 1, 100);
+            continue;
         }
+        return;
     }
+}
+
+// The host terminal's size, when stdout is one.
+std::optional<VirtioConsole::TerminalSize> terminal_size() {
+    winsize size{};
+    if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) != 0 || size.ws_col == 0 || size.ws_row == 0) return std::nullopt;
+    return VirtioConsole::TerminalSize{size.ws_col, size.ws_row};
 }
 
 uint32_t cpuid_value(const std::vector<kvm_cpuid_entry2>& entries, uint32_t function, uint32_t kvm_cpuid_entry2::*reg) {
@@ -52,13 +66,17 @@ uint32_t cpuid_value(const std::vector<kvm_cpuid_entry2>& entries, uint32_t func
 }  // namespace
 
 Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_point process_start)
-    : config_(config),
+    : signal_block_({SIGINT, SIGTERM, SIGHUP, SIGWINCH, VcpuRunner::kick_signal()}),
+      config_(config),
       process_start_(process_start),
       kvm_(Kvm::open()),
       vm_(Vm::create(kvm_)),
       memory_(GuestMemory::allocate(config.memory_bytes)),
       com1_irq_(vm_, Serial8250::kCom1Irq),
-      serial_(com1_irq_, write_console_byte),
+      serial_(com1_irq_,
+              [mode = config.console](uint8_t byte) {
+                  if (mode != ConsoleMode::None) write_to_terminal(std::span<const uint8_t>(&byte, 1));
+              }),
       i8042_([this] { stop_.request(to_int(ExitCode::GuestReboot), "guest reset through the i8042 controller"); }),
       acpi_pm_([this] { stop_.request(to_int(ExitCode::GuestPowerOff), "guest powered off (ACPI S5)"); }),
       debug_exit_([this](uint8_t value) {
@@ -92,6 +110,29 @@ void Machine::add_devices() {
     // POST code, DMA page registers and the delay port Linux's io_delay uses.
     io_bus_.add(0x80, 0x10, quiet_ports_);
     io_bus_.add(0xed, 1, quiet_ports_);
+    if (config_.console == ConsoleMode::Virtio) add_virtio_console();
+}
+
+void Machine::add_virtio_console() {
+    virtio_console_ = std::make_unique<VirtioConsole>("virtio-console0", write_to_terminal, terminal_size());
+    virtio_console_pci_ =
+        std::make_unique<VirtioPciLegacy>(*virtio_console_, memory_, "virtio-console0", &notify_eventfds_);
+    PciBdf address = pci_.register_device(*virtio_console_pci_);
+    spdlog::debug("virtio-console0 at PCI 00:{:02x}.0", address.device);
+}
+
+ConsoleInputSink* Machine::console_input_sink() {
+    switch (config_.console) {
+        case ConsoleMode::Serial: return &serial_;
+        case ConsoleMode::Virtio: return virtio_console_.get();
+        case ConsoleMode::None: return nullptr;
+    }
+    return nullptr;
+}
+
+void Machine::terminal_resized() {
+    if (!virtio_console_) return;
+    if (auto size = terminal_size()) virtio_console_->set_size(*size);
 }
 
 void Machine::set_up_vcpus(uint64_t entry) {
@@ -112,6 +153,9 @@ void Machine::set_up_vcpus(uint64_t entry) {
     acpi.pm1a_control_port = AcpiPm::kControlBlock;
     acpi.pm1a_control_length = AcpiPm::kControlBlockLength;
     acpi.s5_sleep_type = AcpiPm::kS5SleepType;
+    acpi.pci_memory_window_start = PciHostBridge::kMemoryWindowStart;
+    acpi.pci_memory_window_end = PciHostBridge::kMemoryWindowEnd;
+    acpi.pci_routes = pci_.interrupt_routes();
     memory_.write(layout::kAcpiTables, build_acpi_tables(layout::kAcpiTables, acpi));
 
     for (uint32_t i = 0; i < config_.cpus; ++i) {
@@ -126,25 +170,22 @@ void Machine::set_up_vcpus(uint64_t entry) {
 }
 
 int Machine::run() {
-    // SIGINT/SIGTERM are read from a signalfd here; every thread inherits the
-    // block, and vCPU threads unblock only the kick signal.
-    sigset_t blocked;
-    sigemptyset(&blocked);
-    sigaddset(&blocked, SIGINT);
-    sigaddset(&blocked, SIGTERM);
-    sigaddset(&blocked, SIGHUP);
-    sigaddset(&blocked, VcpuRunner::kick_signal());
-    ::pthread_sigmask(SIG_BLOCK, &blocked, nullptr);
+    // Stop signals and SIGWINCH are read from a signalfd here; every thread
+    // inherits the block (signal_block_), and vCPU threads unblock only the
+    // kick signal.
     ::signal(SIGPIPE, SIG_IGN);
     VcpuRunner::install_kick_handler();
-    sigset_t stop_signals = blocked;
+    sigset_t stop_signals = signal_block_.blocked();
     sigdelset(&stop_signals, VcpuRunner::kick_signal());
     UniqueFd signals(::signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
     if (!signals) throw std::system_error(errno, std::generic_category(), "signalfd");
 
-    RawTerminal terminal(STDIN_FILENO);
+    ConsoleInputSink* sink = console_input_sink();
+    std::optional<RawTerminal> terminal;
+    if (sink != nullptr) terminal.emplace(STDIN_FILENO);
     {
-        ConsoleInput input(STDIN_FILENO, serial_, stop_, terminal.active());
+        std::optional<ConsoleInput> input;
+        if (sink != nullptr) input.emplace(STDIN_FILENO, *sink, stop_, terminal->active());
         for (auto& vcpu : vcpus_) runners_.push_back(std::make_unique<VcpuRunner>(*vcpu, io_bus_, mmio_bus_, stop_, process_start_));
         for (auto& runner : runners_) runner->start();
 
@@ -154,8 +195,9 @@ int Machine::run() {
             if (ready < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "poll");
             if (ready > 0 && (fds[0].revents & POLLIN)) {
                 signalfd_siginfo info{};
-                if (::read(signals.get(), &info, sizeof(info)) == sizeof(info))
-                    stop_.request(to_int(ExitCode::Stopped), fmt::format("stopped by signal {}", strsignal(info.ssi_signo)));
+                if (::read(signals.get(), &info, sizeof(info)) != sizeof(info)) continue;
+                if (info.ssi_signo == SIGWINCH) terminal_resized();
+                else stop_.request(to_int(ExitCode::Stopped), fmt::format("stopped by signal {}", strsignal(info.ssi_signo)));
             }
             if (ready == 0) probe_for_halt();
         }

@@ -18,9 +18,14 @@
 #include "devices/pci_host_bridge.h"
 #include "devices/quiet_ports.h"
 #include "devices/serial_8250.h"
+#include "virtio/notify_eventfds.h"
+#include "virtio/virtio_console.h"
+#include "virtio/virtio_pci_legacy.h"
+#include "vmm/event_loop.h"
 #include "vmm/bus.h"
 #include "vmm/guest_memory.h"
 #include "vmm/kvm.h"
+#include "vmm/signal_block.h"
 #include "vmm/stop_request.h"
 #include "vmm/vcpu.h"
 #include "vmm/vcpu_runner.h"
@@ -28,12 +33,19 @@
 
 namespace minikvm {
 
+// Which device the host terminal (stdin/stdout) is wired to. The 8250 is
+// always there; with `Virtio` it still prints (early boot messages) but input
+// goes to virtio-console; with `None` the guest's output is discarded and it
+// gets no input.
+enum class ConsoleMode { Serial, Virtio, None };
+
 struct MachineConfig {
     std::string kernel_path;
     std::optional<std::string> initrd_path;
     std::string command_line;
     uint32_t cpus = 1;
     uint64_t memory_bytes = 256ULL << 20;
+    ConsoleMode console = ConsoleMode::Serial;
 };
 
 class Machine {
@@ -46,9 +58,15 @@ public:
 
 private:
     void add_devices();
+    void add_virtio_console();
+    // Where the guest's console input goes, if anywhere.
+    ConsoleInputSink* console_input_sink();
+    void terminal_resized();
     void set_up_vcpus(uint64_t entry);
     void probe_for_halt();
 
+    // First, so that every thread the machine starts inherits the block.
+    SignalBlock signal_block_;
     MachineConfig config_;
     std::chrono::steady_clock::time_point process_start_;
     Kvm kvm_;
@@ -65,7 +83,15 @@ private:
     DebugExit debug_exit_;
     CmosRtc rtc_;
     QuietPorts quiet_ports_;
-    PciHostBridge pci_;  // after the buses it maps BARs on; PCI devices will be declared before it
+
+    // Serves queue kicks (ioeventfds) and device backends; before the
+    // devices, which unregister from it when they go.
+    EventLoop event_loop_;
+    KvmNotifyEventfds notify_eventfds_{vm_, event_loop_};
+    std::unique_ptr<VirtioConsole> virtio_console_;
+    std::unique_ptr<VirtioPciLegacy> virtio_console_pci_;
+
+    PciHostBridge pci_;  // after the buses it maps BARs on and the devices it holds
 
     std::vector<std::unique_ptr<Vcpu>> vcpus_;
     std::vector<std::unique_ptr<VcpuRunner>> runners_;

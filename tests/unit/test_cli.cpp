@@ -48,6 +48,23 @@ TEST_CASE("good command lines give a machine config with defaults") {
     CHECK(outcome.command_line->machine.cpus == 2);
     CHECK(outcome.command_line->machine.memory_bytes == 1ULL << 30);
     CHECK(outcome.command_line->log_level == spdlog::level::debug);
+    CHECK(outcome.command_line->machine.console == ConsoleMode::Serial);
+}
+
+TEST_CASE("--console picks the terminal's device and the default console= follows it") {
+    auto outcome = parse({"-k", "bz", "--console", "virtio"});
+    REQUIRE(outcome.command_line);
+    CHECK(outcome.command_line->machine.console == ConsoleMode::Virtio);
+    CHECK(outcome.command_line->machine.command_line == "console=hvc0");
+
+    outcome = parse({"-k", "bz", "--console", "virtio", "-a", "console=ttyS0 console=hvc0"});
+    REQUIRE(outcome.command_line);
+    CHECK(outcome.command_line->machine.command_line == "console=ttyS0 console=hvc0");
+
+    outcome = parse({"-k", "bz", "--console", "none"});
+    REQUIRE(outcome.command_line);
+    CHECK(outcome.command_line->machine.console == ConsoleMode::None);
+    CHECK(outcome.command_line->machine.command_line == "console=ttyS0");
 }
 
 TEST_CASE("bad command lines get one line and exit code 2") {
@@ -71,6 +88,7 @@ TEST_CASE("bad command lines get one line and exit code 2") {
     expect_usage_error({"-k", "bz", "-m", "1000001k"}, "multiple of 4 KiB");
     expect_usage_error({"-k", "bz", "-m", "9G"}, "more than this host");
     expect_usage_error({"-k", "bz", "--log-level", "loud"}, "--log-level");
+    expect_usage_error({"-k", "bz", "--console", "hvc0"}, "--console");
     expect_usage_error({"-k"}, "--kernel");
 }
 

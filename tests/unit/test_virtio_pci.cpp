@@ -21,9 +21,7 @@
 #include <tuple>
 #include <vector>
 
-#include <spdlog/sinks/ringbuffer_sink.h>
-#include <spdlog/spdlog.h>
-
+#include "log_capture.h"
 #include "test_helpers.h"
 #include "devices/irq_line.h"
 #include "devices/pci_config_space.h"
@@ -36,6 +34,7 @@
 
 using namespace minikvm;
 using V = VirtioPciLegacy;
+using test_helpers::LogCapture;
 
 namespace {
 
@@ -133,30 +132,6 @@ void reg_write(V& transport, uint64_t offset, size_t width, uint32_t value) {
     transport.write(offset, std::span<const uint8_t>(bytes, width));
 }
 
-// Collects what is logged while it lives, instead of printing it.
-class CapturedLog {
-public:
-    CapturedLog() : saved_(spdlog::default_logger()) {
-        auto logger = std::make_shared<spdlog::logger>("virtio-pci-test", sink_);
-        logger->set_level(spdlog::level::trace);
-        spdlog::set_default_logger(logger);
-    }
-    ~CapturedLog() { spdlog::set_default_logger(saved_); }
-    CapturedLog(const CapturedLog&) = delete;
-    CapturedLog& operator=(const CapturedLog&) = delete;
-
-    size_t count(const std::string& level, const std::string& text) const {
-        size_t n = 0;
-        for (const std::string& line : sink_->last_formatted())
-            if (line.find("[" + level + "]") != std::string::npos && line.find(text) != std::string::npos) ++n;
-        return n;
-    }
-
-private:
-    std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_ = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64);
-    std::shared_ptr<spdlog::logger> saved_;
-};
-
 // A transport with its fake device, guest RAM and INTx line.
 struct Rig {
     explicit Rig(FakeDevice* custom = nullptr)
@@ -251,7 +226,7 @@ bool wait_for(Predicate predicate) {
 }  // namespace
 
 TEST_CASE("virtio-pci legacy: PCI identity per device type", "[virtio-pci]") {
-    CapturedLog log;  // keeps the expected warnings off the test output
+    LogCapture log(spdlog::level::trace);  // keeps the expected warnings off the test output
     const auto check = [](VirtioDeviceType type, uint16_t device_id, uint32_t class_code) {
         const PciIdentity id = V::identity_for(type);
         CHECK(id.vendor_id == 0x1af4);
@@ -283,7 +258,7 @@ TEST_CASE("virtio-pci legacy: PCI identity per device type", "[virtio-pci]") {
 }
 
 TEST_CASE("virtio-pci legacy: BAR 0 is an I/O BAR sized for registers and config", "[virtio-pci]") {
-    CapturedLog log;  // keeps the expected warnings off the test output
+    LogCapture log(spdlog::level::trace);  // keeps the expected warnings off the test output
     CHECK(V::bar_size_for(0) == 32);
     CHECK(V::bar_size_for(12) == 32);
     CHECK(V::bar_size_for(13) == 64);
@@ -308,7 +283,7 @@ TEST_CASE("virtio-pci legacy: BAR 0 is an I/O BAR sized for registers and config
 }
 
 TEST_CASE("virtio-pci legacy: registers through the PCI host bridge", "[virtio-pci]") {
-    CapturedLog log;  // keeps the expected warnings off the test output
+    LogCapture log(spdlog::level::trace);  // keeps the expected warnings off the test output
     IoBus io("io");
     MmioBus mmio("mmio");
     std::vector<FakeIrq*> lines;
@@ -336,7 +311,7 @@ TEST_CASE("virtio-pci legacy: registers through the PCI host bridge", "[virtio-p
 }
 
 TEST_CASE("virtio-pci legacy: feature negotiation keeps only offered low bits", "[virtio-pci]") {
-    CapturedLog log;  // keeps the expected warnings off the test output
+    LogCapture log(spdlog::level::trace);  // keeps the expected warnings off the test output
     Rig rig;
     CHECK(reg_read(rig.transport, V::kHostFeatures, 4) == 0x8000'0005u);  // the high bits are not legacy's
     reg_write(rig.transport, V::kGuestFeatures, 4, 0xffff'ffff);
@@ -352,7 +327,7 @@ TEST_CASE("virtio-pci legacy: feature negotiation keeps only offered low bits", 
 }
 
 TEST_CASE("virtio-pci legacy: ring features reach the queues", "[virtio-pci]") {
-    CapturedLog log;  // keeps the expected warnings off the test output
+    LogCapture log(spdlog::level::trace);  // keeps the expected warnings off the test output
     FakeDevice device;
     device.features = (1ULL << 28) | (1ULL << 29);
     Rig rig(&device);
@@ -365,7 +340,7 @@ TEST_CASE("virtio-pci legacy: ring features reach the queues", "[virtio-pci]") {
 }
 
 TEST_CASE("virtio-pci legacy: queue select, size and PFN", "[virtio-pci]") {
-    CapturedLog log;  // keeps the expected warnings off the test output
+    LogCapture log(spdlog::level::trace);  // keeps the expected warnings off the test output
     Rig rig;
     CHECK(reg_read(rig.transport, V::kQueueSize, 2) == 64);  // queue 0 selected after reset
     reg_write(rig.transport, V::kQueueSelect, 2, 1);
@@ -409,7 +384,7 @@ TEST_CASE("virtio-pci legacy: queue select, size and PFN", "[virtio-pci]") {
 }
 
 TEST_CASE("virtio-pci legacy: notify reaches the device once it runs", "[virtio-pci]") {
-    CapturedLog log;
+    LogCapture log(spdlog::level::trace);
     Rig rig;
     rig.place_queue(0, kRingPfn);
     rig.place_queue(1, kRingPfn2);
@@ -431,7 +406,7 @@ TEST_CASE("virtio-pci legacy: notify reaches the device once it runs", "[virtio-
 }
 
 TEST_CASE("virtio-pci legacy: notify of a queue never set up is ignored", "[virtio-pci]") {
-    CapturedLog log;
+    LogCapture log(spdlog::level::trace);
     Rig rig;
     rig.place_queue(0, kRingPfn);
     rig.driver_ok();
@@ -443,7 +418,7 @@ TEST_CASE("virtio-pci legacy: notify of a queue never set up is ignored", "[virt
 }
 
 TEST_CASE("virtio-pci legacy: a ring outside RAM breaks the device until status 0", "[virtio-pci]") {
-    CapturedLog log;
+    LogCapture log(spdlog::level::trace);
     Rig rig;
     reg_write(rig.transport, V::kStatus, 1, kHandshake);
     rig.place_queue(0, kRingPfn);
@@ -471,7 +446,7 @@ TEST_CASE("virtio-pci legacy: a ring outside RAM breaks the device until status 
 }
 
 TEST_CASE("virtio-pci legacy: a device reporting itself broken stops being served", "[virtio-pci]") {
-    CapturedLog log;
+    LogCapture log(spdlog::level::trace);
     Rig rig;
     rig.place_queue(0, kRingPfn);
     rig.driver_ok();
@@ -497,7 +472,7 @@ TEST_CASE("virtio-pci legacy: a device reporting itself broken stops being serve
 }
 
 TEST_CASE("virtio-pci legacy: status 0 resets everything", "[virtio-pci]") {
-    CapturedLog log;  // keeps the expected warnings off the test output
+    LogCapture log(spdlog::level::trace);  // keeps the expected warnings off the test output
     Rig rig;
     reg_write(rig.transport, V::kGuestFeatures, 4, 0x5);
     rig.place_queue(1, kRingPfn2);
@@ -526,7 +501,7 @@ TEST_CASE("virtio-pci legacy: status 0 resets everything", "[virtio-pci]") {
 }
 
 TEST_CASE("virtio-pci legacy: DRIVER_OK activates once", "[virtio-pci]") {
-    CapturedLog log;
+    LogCapture log(spdlog::level::trace);
     Rig rig;
     rig.driver_ok();
     rig.driver_ok();
@@ -548,7 +523,7 @@ TEST_CASE("virtio-pci legacy: DRIVER_OK activates once", "[virtio-pci]") {
 }
 
 TEST_CASE("virtio-pci legacy: used-buffer interrupt, ISR read clears and lowers", "[virtio-pci]") {
-    CapturedLog log;  // keeps the expected warnings off the test output
+    LogCapture log(spdlog::level::trace);  // keeps the expected warnings off the test output
     FakeDevice device;
     device.signal_on_notify = true;
     Rig rig(&device);
@@ -587,7 +562,7 @@ TEST_CASE("virtio-pci legacy: used-buffer interrupt, ISR read clears and lowers"
 }
 
 TEST_CASE("virtio-pci legacy: register widths", "[virtio-pci]") {
-    CapturedLog log;
+    LogCapture log(spdlog::level::trace);
     Rig rig;
     reg_write(rig.transport, V::kGuestFeatures, 4, 0x8000'0005);
 
@@ -619,7 +594,7 @@ TEST_CASE("virtio-pci legacy: register widths", "[virtio-pci]") {
 }
 
 TEST_CASE("virtio-pci legacy: writes to read-only registers are ignored", "[virtio-pci]") {
-    CapturedLog log;
+    LogCapture log(spdlog::level::trace);
     Rig rig;
     reg_write(rig.transport, V::kHostFeatures, 4, 0);
     CHECK(reg_read(rig.transport, V::kHostFeatures, 4) == 0x8000'0005u);
@@ -635,7 +610,7 @@ TEST_CASE("virtio-pci legacy: writes to read-only registers are ignored", "[virt
 }
 
 TEST_CASE("virtio-pci legacy: device config space at every width, with bounds", "[virtio-pci]") {
-    CapturedLog log;  // keeps the expected warnings off the test output
+    LogCapture log(spdlog::level::trace);  // keeps the expected warnings off the test output
     Rig rig;  // 12 config bytes: 0xa0..0xab, BAR of 32
     const auto& bytes = rig.dev.config_bytes();
     CHECK(reg_read(rig.transport, V::kConfig, 1) == 0xa0);
@@ -665,7 +640,7 @@ TEST_CASE("virtio-pci legacy: device config space at every width, with bounds", 
 }
 
 TEST_CASE("virtio-pci legacy: notify ioeventfds follow BAR 0", "[virtio-pci]") {
-    CapturedLog log;  // keeps the expected warnings off the test output
+    LogCapture log(spdlog::level::trace);  // keeps the expected warnings off the test output
     GuestMemory memory = GuestMemory::allocate(kRamSize);
     FakeEventfds eventfds;
     FakeDevice device;
@@ -708,7 +683,7 @@ TEST_CASE("virtio-pci legacy: notify ioeventfds follow BAR 0", "[virtio-pci]") {
 }
 
 TEST_CASE("virtio-pci legacy: failing eventfd setup falls back to trapped kicks", "[virtio-pci]") {
-    CapturedLog log;
+    LogCapture log(spdlog::level::trace);
     GuestMemory memory = GuestMemory::allocate(kRamSize);
     FakeEventfds eventfds;
     eventfds.fail_after = 1;  // the second queue's eventfd fails
