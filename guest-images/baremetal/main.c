@@ -79,9 +79,21 @@ struct test_list {
     unsigned count;
 };
 
+void (*test_cleanup)(void);
+
+static const struct test_list* test_lists(unsigned* n) {
+    static struct test_list lists[3];
+    lists[0] = (struct test_list){platform_tests, platform_test_count};
+    lists[1] = (struct test_list){console_tests, console_test_count};
+    lists[2] = (struct test_list){rule_tests, rule_test_count};
+    *n = ARRAY_SIZE(lists);
+    return lists;
+}
+
 static const struct test* find_test(const char* name, size_t len) {
-    const struct test_list lists[] = {{platform_tests, platform_test_count}};
-    for (unsigned l = 0; l < ARRAY_SIZE(lists); ++l)
+    unsigned n;
+    const struct test_list* lists = test_lists(&n);
+    for (unsigned l = 0; l < n; ++l)
         for (unsigned i = 0; i < lists[l].count; ++i)
             if (strlen(lists[l].tests[i].name) == len && strncmp(lists[l].tests[i].name, name, len) == 0)
                 return &lists[l].tests[i];
@@ -97,6 +109,8 @@ static void run_test(const struct test* t) {
     failure_reason[0] = '\0';
     const uintptr_t heap = alloc_mark();
     const bool ok = t->run();
+    if (test_cleanup) test_cleanup();
+    test_cleanup = 0;
     alloc_release(heap);
     irq_disable();
     if (!ok || test_failed) {
@@ -128,11 +142,15 @@ void guest_main(unsigned kind, uint64_t info) {
     clock_init();
 
     char selection[512];
+    unsigned lists_count;
+    const struct test_list* lists = test_lists(&lists_count);
     if (!cmdline_value("test", selection, sizeof selection) || strcmp(selection, "all") == 0) {
-        for (unsigned i = 0; i < platform_test_count; ++i) run_test(&platform_tests[i]);
+        for (unsigned l = 0; l < lists_count; ++l)
+            for (unsigned i = 0; i < lists[l].count; ++i) run_test(&lists[l].tests[i]);
     } else if (strcmp(selection, "list") == 0) {
-        for (unsigned i = 0; i < platform_test_count; ++i)
-            print(REPORT_PREFIX "TEST %s: %s\n", platform_tests[i].name, platform_tests[i].description);
+        for (unsigned l = 0; l < lists_count; ++l)
+            for (unsigned i = 0; i < lists[l].count; ++i)
+                print(REPORT_PREFIX "TEST %s: %s\n", lists[l].tests[i].name, lists[l].tests[i].description);
         guest_exit(EXIT_PASSED);
     } else {
         const char* p = selection;

@@ -23,5 +23,13 @@ extern struct boot_info boot_info;
 
 extern const struct test platform_tests[];
 extern const unsigned platform_test_count;
+extern const struct test console_tests[];
+extern const unsigned console_test_count;
+extern const struct test rule_tests[];
+extern const unsigned rule_test_count;
+
+/* A test may set this; it runs after the test, pass or fail (e.g. to
+ * reset a device that still points at the test's memory). */
+extern void (*test_cleanup)(void);
 
 #endif
