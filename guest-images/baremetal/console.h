@@ -37,6 +37,9 @@ bool console_start(uint32_t wanted);
  * waits (polling) for the device to return it. False after fail(). */
 bool console_transmit(const struct virtq_buf* bufs, unsigned n, bool indirect);
 bool console_print(const char* text);
+/* A transmit that prints nothing on minikvm (see tests_console.c). */
+struct virtq_buf console_filler(void);
+bool console_send_filler(void);
 bool console_wait_used(struct virtq* vq, uint64_t timeout_ms);
 /* Routes the device's INTx through the IOAPIC to a handler that reads the
  * ISR and counts; unmasks interrupts (TPR 0). */

@@ -88,6 +88,22 @@ bool console_print(const char* text) {
     return console_transmit(&buf, 1, false);
 }
 
+/* A transmit buffer that prints nothing, for tests that only count
+ * completions. minikvm accepts zero-length buffers (they give access to
+ * nothing, virtio/virtqueue.cpp), which keeps stdout clean even for the
+ * 65836 transmits of console-event-idx-wrap. QEMU rejects them ("zero sized
+ * buffers are not allowed") and stops the device, so elsewhere this is one
+ * '.' byte. */
+struct virtq_buf console_filler(void) {
+    static const char dot[] = ".";
+    return (struct virtq_buf){dot, boot_info.kind == BOOT_LINUX ? 0u : 1u};
+}
+
+bool console_send_filler(void) {
+    const struct virtq_buf b = console_filler();
+    return console_transmit(&b, 1, false);
+}
+
 /* Interrupts: the device's INTx goes to IOAPIC input `irq` (the interrupt
  * line register; minikvm: GSI 15 + slot). Level-triggered, active low, as
  * the MP table and ACPI describe it, except where level interrupts are
@@ -110,6 +126,9 @@ void console_enable_irq(void) {
     c->vector = (uint8_t)(VECTOR_DEVICE_BASE + (c->dev.irq & 0x3f));
     set_interrupt_handler(c->vector, on_console_interrupt);
     ioapic_route(c->dev.irq, c->vector, host_quirks.level_irq_unusable ? IOAPIC_EDGE_HIGH : IOAPIC_LEVEL_LOW);
+    /* Read (and so clear) the ISR after routing: a line left asserted by
+     * earlier, unacknowledged completions would never make an edge. */
+    (void)vp_isr(&c->dev);
     irq_enable();
 }
 
@@ -165,14 +184,18 @@ static bool test_console_features(void) {
     /* The driver features register keeps only what was offered. */
     vp_set_status(d, VIRTIO_STATUS_ACKNOWLEDGE);
     vp_set_status(d, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
-    vp_set_driver_features(d, 0xffffffffu);
-    const uint32_t all = vp_read32(d, VIRTIO_PCI_GUEST_FEATURES);
-    CHECK(all == offered, "writing all-ones gives features 0x%x, offered 0x%x", all, offered);
+    /* An offered bit alone sticks; an unoffered one never does (minikvm
+     * drops it from the write; QEMU refuses the whole write). */
     for (unsigned bit = 0; bit < 32; ++bit) {
+        if (bit == VIRTIO_F_BAD_FEATURE) continue; /* offered as a trap (QEMU): never accept it */
         vp_set_driver_features(d, 1u << bit);
         const uint32_t got = vp_read32(d, VIRTIO_PCI_GUEST_FEATURES);
         CHECK(got == ((1u << bit) & offered), "feature bit %u alone reads back 0x%x", bit, got);
     }
+    vp_set_driver_features(d, ~(1u << VIRTIO_F_BAD_FEATURE));
+    const uint32_t all = vp_read32(d, VIRTIO_PCI_GUEST_FEATURES);
+    CHECK(!(all & ~offered), "writing all-ones gives features 0x%x, offered 0x%x", all, offered);
+    if (boot_info.kind == BOOT_LINUX) CHECK(all == offered, "writing all-ones gives 0x%x, offered 0x%x", all, offered);
     /* Negotiated features take effect: EVENT_IDX on, then off, each with a
      * working transmit. */
     const uint32_t choices[2] = {offered & (1u << VIRTIO_F_RING_EVENT_IDX), 0};
@@ -181,15 +204,18 @@ static bool test_console_features(void) {
         CHECK(console_dev.features == choices[i], "negotiated 0x%x, asked for 0x%x", console_dev.features, choices[i]);
         CHECK(vp_read32(d, VIRTIO_PCI_GUEST_FEATURES) == choices[i], "driver features read 0x%x",
               vp_read32(d, VIRTIO_PCI_GUEST_FEATURES));
-        if (!console_print("")) return false; /* an empty chain: nothing on stdout */
+        if (!console_send_filler()) return false; /* an empty chain: nothing on stdout */
         if (choices[i])
             CHECK(*console_dev.tx.avail_event == console_dev.tx.shadow_avail,
                   "EVENT_IDX: avail_event %u after the device took everything up to %u", *console_dev.tx.avail_event,
                   console_dev.tx.shadow_avail);
-        /* After DRIVER_OK the features are fixed (legacy: writes ignored). */
-        vp_set_driver_features(d, 0);
-        CHECK(vp_read32(d, VIRTIO_PCI_GUEST_FEATURES) == choices[i], "features changed after DRIVER_OK to 0x%x",
-              vp_read32(d, VIRTIO_PCI_GUEST_FEATURES));
+        /* After DRIVER_OK the features are fixed: minikvm ignores the write
+         * (a legacy driver must not make it; QEMU takes it). */
+        if (boot_info.kind == BOOT_LINUX) {
+            vp_set_driver_features(d, 0);
+            CHECK(vp_read32(d, VIRTIO_PCI_GUEST_FEATURES) == choices[i], "features changed after DRIVER_OK to 0x%x",
+                  vp_read32(d, VIRTIO_PCI_GUEST_FEATURES));
+        }
     }
     vp_reset(d);
     CHECK(vp_read32(d, VIRTIO_PCI_GUEST_FEATURES) == 0, "driver features 0x%x after reset",
@@ -205,25 +231,32 @@ static bool test_console_registers(void) {
     const struct virtio_pci* d = &console_dev.dev;
     vp_reset(d);
     const uint32_t features = vp_device_features(d);
-    /* Narrow reads of a wide register give its bytes (little-endian). */
-    CHECK(vp_read16(d, 0) == (uint16_t)features && vp_read16(d, 2) == (uint16_t)(features >> 16),
-          "host features by words: 0x%x 0x%x, dword 0x%x", vp_read16(d, 0), vp_read16(d, 2), features);
-    for (unsigned i = 0; i < 4; ++i)
-        CHECK(vp_read8(d, (uint16_t)i) == (uint8_t)(features >> (8 * i)), "host features byte %u reads 0x%x", i,
-              vp_read8(d, (uint16_t)i));
+    /* minikvm: narrow reads of a wide register give its bytes, little-
+     * endian (virtio_pci_legacy.h). QEMU answers only accesses of each
+     * register's own width, so these are checked on minikvm only. */
+    const bool any_width = boot_info.kind == BOOT_LINUX;
+    if (any_width) {
+        CHECK(vp_read16(d, 0) == (uint16_t)features && vp_read16(d, 2) == (uint16_t)(features >> 16),
+              "host features by words: 0x%x 0x%x, dword 0x%x", vp_read16(d, 0), vp_read16(d, 2), features);
+        for (unsigned i = 0; i < 4; ++i)
+            CHECK(vp_read8(d, (uint16_t)i) == (uint8_t)(features >> (8 * i)), "host features byte %u reads 0x%x", i,
+                  vp_read8(d, (uint16_t)i));
+    }
     /* Queue select and size at every width. */
     vp_write16(d, VIRTIO_PCI_QUEUE_SEL, 1);
     CHECK(vp_read16(d, VIRTIO_PCI_QUEUE_SEL) == 1, "queue select reads %u", vp_read16(d, VIRTIO_PCI_QUEUE_SEL));
-    CHECK(vp_read8(d, VIRTIO_PCI_QUEUE_SEL) == 1, "queue select byte reads %u", vp_read8(d, VIRTIO_PCI_QUEUE_SEL));
     const uint16_t size = vp_read16(d, VIRTIO_PCI_QUEUE_NUM);
-    CHECK(vp_read8(d, VIRTIO_PCI_QUEUE_NUM) == (uint8_t)size && vp_read8(d, VIRTIO_PCI_QUEUE_NUM + 1) == size >> 8,
-          "queue size by bytes disagrees with 0x%x", size);
-    /* A dword read at 12 covers queue size and queue select. */
-    const uint32_t both = vp_read32(d, VIRTIO_PCI_QUEUE_NUM);
-    CHECK(both == (size | 1u << 16), "dword at 12 reads 0x%x, want size 0x%x | select 1 << 16", both, size);
-    vp_write8(d, VIRTIO_PCI_QUEUE_SEL, 0); /* a byte write selects queue 0 */
-    CHECK(vp_read16(d, VIRTIO_PCI_QUEUE_SEL) == 0, "byte write of queue select: reads %u",
-          vp_read16(d, VIRTIO_PCI_QUEUE_SEL));
+    if (any_width) {
+        CHECK(vp_read8(d, VIRTIO_PCI_QUEUE_SEL) == 1, "queue select byte reads %u", vp_read8(d, VIRTIO_PCI_QUEUE_SEL));
+        CHECK(vp_read8(d, VIRTIO_PCI_QUEUE_NUM) == (uint8_t)size && vp_read8(d, VIRTIO_PCI_QUEUE_NUM + 1) == size >> 8,
+              "queue size by bytes disagrees with 0x%x", size);
+        /* A dword read at 12 covers queue size and queue select. */
+        const uint32_t both = vp_read32(d, VIRTIO_PCI_QUEUE_NUM);
+        CHECK(both == (size | 1u << 16), "dword at 12 reads 0x%x, want size 0x%x | select 1 << 16", both, size);
+        vp_write8(d, VIRTIO_PCI_QUEUE_SEL, 0); /* a byte write selects queue 0 */
+        CHECK(vp_read16(d, VIRTIO_PCI_QUEUE_SEL) == 0, "byte write of queue select: reads %u",
+              vp_read16(d, VIRTIO_PCI_QUEUE_SEL));
+    }
     /* Status at byte width; notify reads 0. */
     vp_set_status(d, VIRTIO_STATUS_ACKNOWLEDGE);
     CHECK(vp_read8(d, VIRTIO_PCI_STATUS) == VIRTIO_STATUS_ACKNOWLEDGE, "status reads 0x%x",
@@ -285,10 +318,10 @@ static bool test_console_transmit(void) {
     }
     /* Fill the whole ring before one kick; all come back. */
     struct virtq* tx = &console_dev.tx;
-    static char filler[] = "";
+    static char token[1];
     unsigned added = 0;
-    struct virtq_buf empty = {filler, 0};
-    while (virtq_add(tx, &empty, 1, 0, filler) >= 0) added++;
+    const struct virtq_buf filler = console_filler();
+    while (virtq_add(tx, &filler, 1, 0, token) >= 0) added++;
     CHECK(added == tx->size, "only %u of %u descriptors free", added, tx->size);
     vp_kick(&console_dev.dev, tx);
     unsigned back = 0;
@@ -350,7 +383,7 @@ static bool reset_and_check(const char* state) {
     CHECK(vp_isr(d) == 0, "after reset in state %s: ISR not 0", state);
     /* And the device works again from scratch. */
     const uintptr_t mark = alloc_mark();
-    const bool ok = console_start(1u << VIRTIO_F_RING_EVENT_IDX) && console_print("");
+    const bool ok = console_start(1u << VIRTIO_F_RING_EVENT_IDX) && console_send_filler();
     alloc_release(mark);
     CHECK(ok, "re-initialization after reset in state %s failed", state);
     vp_set_status(d, 0);
@@ -381,13 +414,13 @@ static bool test_console_reset(void) {
     if (!reset_and_check("DRIVER_OK")) return false;
     /* With a request in flight the device has not seen yet (no kick). */
     if (!console_start(0)) return false;
-    struct virtq_buf b = {"", 0};
+    struct virtq_buf b = console_filler();
     virtq_add(&console_dev.tx, &b, 1, 0, &b);
     virtq_kick_prepare(&console_dev.tx);
     if (!reset_and_check("request available, not kicked")) return false;
     /* With an interrupt pending (ISR set, INTx asserted). */
     if (!console_start(0)) return false;
-    if (!console_print("")) return false;
+    if (!console_send_filler()) return false;
     if (!reset_and_check("interrupt pending")) return false;
     /* FAILED set by the driver. */
     if (!console_start(0)) return false;
@@ -423,8 +456,12 @@ static bool test_console_queues(void) {
               vp_read16(d, VIRTIO_PCI_QUEUE_NUM));
         CHECK(vp_queue_pfn(d, q) == 0, "queue %u PFN 0x%x after reset", q, vp_queue_pfn(d, q));
     }
-    CHECK(vp_queue_size(d, 2) == 0, "queue 2 exists (size %u) without MULTIPORT", vp_queue_size(d, 2));
-    CHECK(vp_queue_size(d, 0xffff) == 0, "queue 65535 exists");
+    /* Without MULTIPORT only queues 0 and 1 are used; minikvm has no
+     * others (QEMU's virtio-serial keeps its control queues anyway). */
+    if (boot_info.kind == BOOT_LINUX)
+        CHECK(vp_queue_size(d, 2) == 0, "queue 2 exists (size %u) without MULTIPORT", vp_queue_size(d, 2));
+    if (boot_info.kind == BOOT_LINUX) /* QEMU ignores the select write and keeps queue 1 */
+        CHECK(vp_queue_size(d, 0xffff) == 0, "queue 65535 exists");
     /* Place, read back, release (PFN 0), place again somewhere else. */
     struct virtq a, b;
     CHECK(vp_setup_queue(d, &a, 1, 0), "queue 1 setup");
@@ -436,11 +473,14 @@ static bool test_console_queues(void) {
     CHECK(vp_setup_queue(d, &console_dev.rx, 0, 0), "queue 0 setup");
     console_dev.tx = b;
     vp_set_status(d, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_DRIVER_OK);
-    /* After DRIVER_OK the queue belongs to the device: a PFN write is
-     * ignored (minikvm) and the queue keeps working where it was. */
-    vp_set_queue_pfn(d, 1, virtq_pfn(&a));
-    CHECK(vp_queue_pfn(d, 1) == virtq_pfn(&b) || boot_info.kind != BOOT_LINUX, "PFN changed after DRIVER_OK");
-    if (!console_print("")) return false;
+    /* After DRIVER_OK the queue belongs to the device: minikvm ignores a
+     * PFN write and the queue keeps working where it was (QEMU would move
+     * it: a driver must not do this). */
+    if (boot_info.kind == BOOT_LINUX) {
+        vp_set_queue_pfn(d, 1, virtq_pfn(&a));
+        CHECK(vp_queue_pfn(d, 1) == virtq_pfn(&b), "PFN changed after DRIVER_OK");
+    }
+    if (!console_send_filler()) return false;
     info("queue sizes %u and %u", vp_queue_size(d, 0), vp_queue_size(d, 1));
     vp_reset(d);
     return true;
@@ -450,9 +490,9 @@ static bool test_console_queues(void) {
 
 static bool send_empty(unsigned n) {
     struct virtq* tx = &console_dev.tx;
-    static char nothing[1];
-    struct virtq_buf b = {nothing, 0};
-    for (unsigned i = 0; i < n; ++i) CHECK(virtq_add(tx, &b, 1, 0, nothing) >= 0, "transmitq full");
+    static char token[1];
+    const struct virtq_buf b = console_filler();
+    for (unsigned i = 0; i < n; ++i) CHECK(virtq_add(tx, &b, 1, 0, token) >= 0, "transmitq full");
     vp_kick(&console_dev.dev, tx);
     const uint64_t deadline = now_ns() + 1000000000ull;
     for (unsigned got = 0; got < n;) {
@@ -530,20 +570,20 @@ static bool test_console_interrupts(void) {
 
 /* 65536 + 300 transmits in batches, so both free-running indices (avail
  * and used) wrap past 65535; every batch's kick decision follows
- * avail_event and the device keeps up. Zero-length buffers: nothing is
- * printed. */
+ * avail_event and the device keeps up. Filler buffers (console_filler):
+ * nothing is printed on minikvm. */
 static bool wrap_run(uint32_t features, const char* scheme) {
     if (!console_start(features)) return false;
     struct virtq* tx = &console_dev.tx;
-    static char nothing[1];
-    struct virtq_buf b = {nothing, 0};
+    static char token[1];
+    const struct virtq_buf b = console_filler();
     const unsigned total = 65536 + 300, batch = tx->size / 2 + 1; /* odd batches straddle the ring */
     unsigned sent = 0, done = 0, kicks = 0, batches = 0;
     const uint64_t deadline = now_ns() + 20000000000ull;
     while (done < total) {
         CHECK(now_ns() < deadline, "%s: only %u of %u transmits done in 20 s", scheme, done, total);
         unsigned added = 0;
-        while (sent < total && added < batch && virtq_add(tx, &b, 1, 0, nothing) >= 0) sent++, added++;
+        while (sent < total && added < batch && virtq_add(tx, &b, 1, 0, token) >= 0) sent++, added++;
         if (added) {
             batches++;
             if (vp_kick(&console_dev.dev, tx)) kicks++;

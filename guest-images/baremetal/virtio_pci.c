@@ -70,7 +70,7 @@ uint32_t vp_begin_init(const struct virtio_pci* d, uint32_t wanted) {
     vp_set_status(d, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
     /* Step 4: feature negotiation. A legacy device has 32 feature bits and
      * no FEATURES_OK handshake: the features are agreed once written. */
-    const uint32_t features = vp_device_features(d) & wanted;
+    const uint32_t features = vp_device_features(d) & wanted & ~(1u << VIRTIO_F_BAD_FEATURE);
     vp_set_driver_features(d, features);
     return features;
 }

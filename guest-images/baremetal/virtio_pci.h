@@ -48,6 +48,10 @@
 #define VIRTIO_STATUS_NEEDS_RESET 0x40
 #define VIRTIO_STATUS_FAILED 0x80
 
+/* Legacy feature bit 30, VIRTIO_F_BAD_FEATURE: some devices (QEMU) offer
+ * it only to catch drivers that accept every bit; a driver never does. */
+#define VIRTIO_F_BAD_FEATURE 30
+
 #define VIRTIO_ISR_QUEUE 0x01
 #define VIRTIO_ISR_CONFIG 0x02
 
@@ -87,8 +91,8 @@ void vp_notify(const struct virtio_pci* d, uint16_t index);
 uint8_t vp_isr(const struct virtio_pci* d);
 
 /* The whole legacy initialization up to (not including) DRIVER_OK: reset,
- * ACKNOWLEDGE, DRIVER, features = device's & wanted. Returns the
- * negotiated features. */
+ * ACKNOWLEDGE, DRIVER, features = device's & wanted, never BAD_FEATURE.
+ * Returns the negotiated features. */
 uint32_t vp_begin_init(const struct virtio_pci* d, uint32_t wanted);
 /* Allocates and places queue `index` at the device's size: zeroed, 4096-
  * aligned memory from the page allocator; the slots array too. */
