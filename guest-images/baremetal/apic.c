@@ -16,6 +16,10 @@
 #define LAPIC_TIMER_CURRENT 0x390
 #define LAPIC_TIMER_DIVIDE 0x3e0
 
+#define LAPIC_ICR_LOW 0x300
+#define LAPIC_ICR_HIGH 0x310
+#define LAPIC_ICR_PENDING 0x1000
+
 #define IOAPIC_SELECT 0x00
 #define IOAPIC_WINDOW 0x10
 #define IOAPIC_VERSION 0x01
@@ -56,6 +60,12 @@ void lapic_timer_stop(void) {
 }
 
 uint32_t lapic_timer_current(void) { return lapic_read(LAPIC_TIMER_CURRENT); }
+
+void lapic_send_ipi(uint8_t apic_id, uint32_t icr_low) {
+    lapic_write(LAPIC_ICR_HIGH, (uint32_t)apic_id << 24);
+    lapic_write(LAPIC_ICR_LOW, icr_low); /* writing the low half sends it */
+    for (int i = 0; i < 100000 && (lapic_read(LAPIC_ICR_LOW) & LAPIC_ICR_PENDING); ++i) cpu_relax();
+}
 
 static uint32_t ioapic_read(uint32_t reg) {
     mmio_write32(IOAPIC_BASE + IOAPIC_SELECT, reg);

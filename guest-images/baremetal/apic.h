@@ -25,6 +25,11 @@ void lapic_timer_oneshot(uint8_t vector, uint32_t count);
 void lapic_timer_stop(void);
 uint32_t lapic_timer_current(void);
 
+/* Inter-processor interrupts through the ICR: waits for delivery. */
+#define LAPIC_ICR_INIT 0x4500    /* INIT, level assert */
+#define LAPIC_ICR_STARTUP 0x4600 /* SIPI; | the start page number */
+void lapic_send_ipi(uint8_t apic_id, uint32_t icr_low);
+
 /* IOAPIC: number of redirection entries, and programming one. */
 unsigned ioapic_pins(void);
 enum ioapic_trigger { IOAPIC_EDGE_HIGH, IOAPIC_LEVEL_LOW, IOAPIC_LEVEL_HIGH };

@@ -122,6 +122,30 @@ common64:
     pushq %rax
     iretq
 
+/* The second vCPU (smp.c), after ap_trampoline.S brought it to long mode:
+ * the same GDT, IDT and page tables, its own TSS descriptor (the same TSS:
+ * nothing uses RSP0/IST concurrently) and stacks, then CPL3 for good, like
+ * the boot vCPU: 21 CPL0 instructions here. */
+    .globl ap_long_mode
+ap_long_mode:
+    lgdt gdt_descriptor(%rip)       /* the trampoline's copy had a 32-bit base */
+    movl $KERNEL_DS, %eax
+    movl %eax, %ds
+    movl %eax, %es
+    movl %eax, %ss
+    leaq ap_kernel_stack_top(%rip), %rsp
+    movl $AP_TSS_SEL, %eax
+    ltr %ax
+    lidt idt_descriptor(%rip)
+    pushq $USER_DS
+    leaq ap_user_stack_top(%rip), %rax
+    pushq %rax
+    pushq $(RFLAGS_IOPL3 | RFLAGS_IF | 0x2)
+    pushq $USER_CS
+    leaq ap_main(%rip), %rax
+    pushq %rax
+    iretq
+
     .text
 cpl3_start:                         /* first CPL3 instruction */
     xorl %ebp, %ebp
@@ -133,6 +157,7 @@ cpl3_start:                         /* first CPL3 instruction */
 /* GDT, Linux's layout (see x86.h). Access bytes have the accessed bit set so
  * the CPU never writes to the table. */
     .p2align 4
+    .globl gdt
 gdt:
     .quad 0                         /* 0x00 null */
     .quad 0x00cf9b000000ffff        /* 0x08 32-bit code, DPL 0 */
@@ -145,10 +170,15 @@ gdt:
 gdt_tss:                            /* 0x40 TSS_SEL: available 64-bit TSS, limit 104 + 8192 */
     .quad 0x0000890000002068        /* base filled in by common64 */
     .quad 0
+    .globl gdt_ap_tss
+gdt_ap_tss:                         /* 0x50 AP_TSS_SEL: the same TSS for the second vCPU */
+    .quad 0                         /* copied from gdt_tss by smp.c (ltr marks a descriptor busy) */
+    .quad 0
 gdt_end:
 
     .p2align 3
     .word 0                         /* aligns the base below */
+    .globl gdt_descriptor
 gdt_descriptor:
     .word gdt_end - gdt - 1
     .quad gdt
@@ -185,6 +215,7 @@ tss_end:
 /* Identity map of the low 4 GiB in 2 MiB pages, present, writable and
  * user-accessible at every level. Assembled here, so no CPL0 loop builds it. */
     .p2align 12
+    .globl pml4
 pml4:
     .quad pdpt + (PAGE_PRESENT | PAGE_WRITABLE | PAGE_USER)
     .fill 511, 8, 0
@@ -214,5 +245,9 @@ kernel_stack_top:
 ist_stack_top:
     .skip USER_STACK_SIZE
 user_stack_top:
+    .skip KERNEL_STACK_SIZE
+ap_kernel_stack_top:
+    .skip USER_STACK_SIZE
+ap_user_stack_top:
 
     .section .note.GNU-stack, "", @progbits

@@ -6,8 +6,9 @@
 
 #include <stdint.h>
 
-/* TSC ticks per second measured over `ms` milliseconds of PIT channel 2
- * (at most 50); 0 when there is no PIT gate at port 0x61. */
+/* TSC ticks per second: the smallest of nine measurements over `ms`
+ * milliseconds of PIT channel 2 each (at most 50; see clock.c for why the
+ * smallest); 0 when there is no PIT gate at port 0x61. */
 uint64_t tsc_calibrate_pit(unsigned ms);
 uint64_t tsc_hz_from_cpuid(void);
 /* Calibrates: PIT, else CPUID, else a guess; tsc_source() says which. */

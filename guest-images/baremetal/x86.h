@@ -14,6 +14,7 @@
 #define USER_DS 0x2b    /* flat data, DPL 3 */
 #define USER_CS 0x33    /* 64-bit code, DPL 3 */
 #define TSS_SEL 0x40    /* 16-byte 64-bit TSS descriptor */
+#define AP_TSS_SEL 0x50 /* the second vCPU's descriptor of the same TSS */
 
 #define CR0_PE (1u << 0)
 #define CR0_PG (1u << 31)
@@ -26,6 +27,8 @@
 /* How the guest was entered (first argument of guest_main). */
 #define BOOT_LINUX 1 /* 64-bit entry at e_entry, RSI -> boot_params */
 #define BOOT_PVH 2   /* PVH 32-bit entry, EBX -> hvm_start_info */
+
+#define AP_TRAMPOLINE 0x10000 /* where the second vCPU starts (SIPI vector 0x10), below 1 MiB */
 
 #define IST_STACK_SIZE 4096
 #define KERNEL_STACK_SIZE 4096
