@@ -81,7 +81,7 @@ int virtq_add(struct virtq* vq, const struct virtq_buf* bufs, unsigned out, unsi
      * buffer after a device-writable one). Every descriptor but the last
      * has NEXT. */
     const uint16_t head = vq->free_head;
-    uint16_t i = head, last = head;
+    uint16_t i = head;
     uint32_t writable_len = 0;
     for (unsigned n = 0; n < total; ++n) {
         volatile struct virtq_desc* d = &vq->desc[i];
@@ -89,10 +89,11 @@ int virtq_add(struct virtq* vq, const struct virtq_buf* bufs, unsigned out, unsi
         d->len = bufs[n].len;
         d->flags = (uint16_t)((n >= out ? VIRTQ_DESC_F_WRITE : 0) | (n + 1 < total ? VIRTQ_DESC_F_NEXT : 0));
         if (n >= out) writable_len += bufs[n].len;
-        last = i;
-        i = d->next; /* the free list is linked through `next` already */
+        /* The free list is linked through `next` already, so the chain's
+         * links are in place; the last descriptor's `next` (still the rest
+         * of the free list) is ignored by the device without NEXT. */
+        i = d->next;
     }
-    (void)last;
     vq->free_head = i;
     vq->num_free = (uint16_t)(vq->num_free - total);
     expose(vq, head, token, (uint16_t)total, writable_len);
