@@ -83,6 +83,10 @@ private:
     DebugExit debug_exit_;
     CmosRtc rtc_;
     QuietPorts quiet_ports_;
+    // After the buses it maps BARs on; before the PCI devices, which are
+    // destroyed first and lower their INTx lines (owned by the bridge) as
+    // they reset. The bridge's destructor does not touch its devices.
+    PciHostBridge pci_;
 
     // Serves queue kicks (ioeventfds) and device backends; before the
     // devices, which unregister from it when they go.
@@ -90,8 +94,6 @@ private:
     KvmNotifyEventfds notify_eventfds_{vm_, event_loop_};
     std::unique_ptr<VirtioConsole> virtio_console_;
     std::unique_ptr<VirtioPciLegacy> virtio_console_pci_;
-
-    PciHostBridge pci_;  // after the buses it maps BARs on and the devices it holds
 
     std::vector<std::unique_ptr<Vcpu>> vcpus_;
     std::vector<std::unique_ptr<VcpuRunner>> runners_;
