@@ -77,15 +77,17 @@ static void parse_boot_info(unsigned kind, uint64_t info) {
 struct test_list {
     const struct test* tests;
     unsigned count;
+    bool in_all; /* benchmarks run only when named */
 };
 
 void (*test_cleanup)(void);
 
 static const struct test_list* test_lists(unsigned* n) {
-    static struct test_list lists[3];
-    lists[0] = (struct test_list){platform_tests, platform_test_count};
-    lists[1] = (struct test_list){console_tests, console_test_count};
-    lists[2] = (struct test_list){rule_tests, rule_test_count};
+    static struct test_list lists[4];
+    lists[0] = (struct test_list){platform_tests, platform_test_count, true};
+    lists[1] = (struct test_list){console_tests, console_test_count, true};
+    lists[2] = (struct test_list){rule_tests, rule_test_count, true};
+    lists[3] = (struct test_list){bench_tests, bench_test_count, false};
     *n = ARRAY_SIZE(lists);
     return lists;
 }
@@ -146,7 +148,8 @@ void guest_main(unsigned kind, uint64_t info) {
     const struct test_list* lists = test_lists(&lists_count);
     if (!cmdline_value("test", selection, sizeof selection) || strcmp(selection, "all") == 0) {
         for (unsigned l = 0; l < lists_count; ++l)
-            for (unsigned i = 0; i < lists[l].count; ++i) run_test(&lists[l].tests[i]);
+            if (lists[l].in_all)
+                for (unsigned i = 0; i < lists[l].count; ++i) run_test(&lists[l].tests[i]);
     } else if (strcmp(selection, "list") == 0) {
         for (unsigned l = 0; l < lists_count; ++l)
             for (unsigned i = 0; i < lists[l].count; ++i)
