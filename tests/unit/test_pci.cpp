@@ -8,9 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include <spdlog/sinks/ringbuffer_sink.h>
-#include <spdlog/spdlog.h>
-
+#include "captured_log.h"
 #include "test_helpers.h"
 #include "boot/mp_table.h"
 #include "devices/pci_config_space.h"
@@ -52,27 +50,7 @@ struct RecordingDevice : BusDevice {
     void write(uint64_t offset, std::span<const uint8_t> data) override { writes.emplace_back(offset, data.size()); }
 };
 
-// Collects what is logged while it lives, instead of printing it.
-class CapturedLog {
-public:
-    CapturedLog() : saved_(spdlog::default_logger()) {
-        spdlog::set_default_logger(std::make_shared<spdlog::logger>("pci-test", sink_));
-    }
-    ~CapturedLog() { spdlog::set_default_logger(saved_); }
-    CapturedLog(const CapturedLog&) = delete;
-    CapturedLog& operator=(const CapturedLog&) = delete;
-
-    std::vector<std::string> warnings() const {
-        std::vector<std::string> lines;
-        for (const std::string& line : sink_->last_formatted())
-            if (line.find("[warning]") != std::string::npos) lines.push_back(line);
-        return lines;
-    }
-
-private:
-    std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_ = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(32);
-    std::shared_ptr<spdlog::logger> saved_;
-};
+using test_helpers::CapturedLog;
 
 // A device model with one handler per BAR.
 class TestDevice : public PciDevice {
@@ -701,9 +679,10 @@ TEST_CASE("PCI host bridge: a BAR moved onto a taken range stays unmapped withou
 
     SECTION("onto the serial port") {
         CHECK_NOTHROW(pci.write_config(1, 0x10, 4, 0x3e0));
-        REQUIRE(log.warnings().size() == 1);  // one line that says what happened
-        CHECK_THAT(log.warnings()[0], Catch::Contains("PCI 00:01.0 BAR0") && Catch::Contains("0x3e0-0x3ff") &&
-                                          Catch::Contains("overlaps 0x3f8") && Catch::Contains("unmapped"));
+        const auto warnings = log.at_level("warning");
+        REQUIRE(warnings.size() == 1);  // one line that says what happened
+        CHECK_THAT(warnings[0], Catch::Contains("PCI 00:01.0 BAR0") && Catch::Contains("0x3e0-0x3ff") &&
+                                    Catch::Contains("overlaps 0x3f8") && Catch::Contains("unmapped"));
         CHECK(pci.read_config(1, 0x10, 4) == 0x3e1);  // the register holds what the guest wrote
         CHECK(pci.in(0x3f8, 1) == 0x5a);
         CHECK(serial.reads.size() == 1);  // the serial port keeps its ports
@@ -719,7 +698,7 @@ TEST_CASE("PCI host bridge: a BAR moved onto a taken range stays unmapped withou
         // Toggling decoding retries the same place, and fails the same way.
         pci.write_config(1, 0x04, 2, 0);
         CHECK_NOTHROW(pci.write_config(1, 0x04, 2, PciConfigSpace::kCommandIoEnable));
-        CHECK(log.warnings().size() == 2);  // one per attempt, none for writes in between
+        CHECK(log.at_level("warning").size() == 2);  // one per attempt, none for writes in between
         CHECK(pci.in(0xc020, 1) == 0x5a);
         CHECK(b.handler(0).reads.size() == 2);
         CHECK(a.handler(0).reads.empty());
@@ -728,14 +707,14 @@ TEST_CASE("PCI host bridge: a BAR moved onto a taken range stays unmapped withou
         CHECK_NOTHROW(pci.write_config(1, 0x10, 4, 0xce0));
         CHECK(pci.read_config(0, 0x00, 4) == 0x29c0'8086);  // config access still works
         pci.write_config(1, 0x3c, 1, 0x0a);  // other config writes do not retry the BAR
-        CHECK(log.warnings().size() == 1);
+        CHECK(log.at_level("warning").size() == 1);
         CHECK(a.handler(0).reads.empty());
     }
     // Moved to a free place, the BAR works again.
     pci.write_config(1, 0x10, 4, 0xd000);
     CHECK(pci.in(0xd000, 1) == 0x5a);
     CHECK(a.handler(0).reads.size() == 1);
-    CHECK(log.warnings().size() <= 2);
+    CHECK(log.at_level("warning").size() <= 2);
 }
 
 TEST_CASE("PCI host bridge: the device hears where its BARs are mapped") {
@@ -763,7 +742,7 @@ TEST_CASE("PCI host bridge: the device hears where its BARs are mapped") {
     CapturedLog log;
     pci.write_config(1, 0x10, 4, 0xc020);  // taken: off the bus, and not back on
     CHECK(device.mapping_changes == std::vector<Change>{{0, std::nullopt}});
-    CHECK(log.warnings().size() == 1);
+    CHECK(log.at_level("warning").size() == 1);
     device.mapping_changes.clear();
 
     pci.write_config(1, 0x04, 2, PciConfigSpace::kCommandMemoryEnable);
