@@ -69,9 +69,14 @@ public:
     void bar_mapping_changed(unsigned index, std::optional<uint32_t> base) override {
         mapping_changes.emplace_back(index, base);
     }
+    void pci_address_assigned(PciBdf bdf) override {
+        CHECK(intx == nullptr);  // told before its line is connected
+        address = bdf;
+    }
 
     RecordingDevice& handler(unsigned index) { return handlers_[index]; }
     IrqLine* intx = nullptr;
+    std::optional<PciBdf> address;
     std::vector<std::pair<unsigned, std::optional<uint32_t>>> mapping_changes;
 
 private:
@@ -837,4 +842,62 @@ TEST_CASE("PCI host bridge: concurrent config writes and BAR accesses and interr
     CHECK_FALSE(torn);
     CHECK(device.config().command() == 0x0001);
     CHECK_FALSE(pci.irqs.at(16)->level);
+}
+
+TEST_CASE("PCI host bridge: a device hears its address at registration") {
+    TestDevice first;
+    TestDevice second;
+    PciBus pci;
+    CHECK_FALSE(first.address);
+    pci.bridge.register_device(first);
+    pci.bridge.register_device(second);
+    CHECK(first.address == PciBdf{0, 1, 0});
+    CHECK(second.address == PciBdf{0, 2, 0});
+}
+
+// ---------------------------------------------------------------- tracing
+
+TEST_CASE("PCI host bridge trace: config accesses and BAR mappings", "[trace]") {
+    CapturedLog log;
+    TestDevice device({{0, PciBarKind::Io, 32}, {1, PciBarKind::Memory32, 0x1000}});
+    PciBus pci;
+    pci.bridge.register_device(device);
+    pci.bridge.set_trace(true);
+    CHECK(pci.bridge.trace());
+
+    CHECK(pci.read_config(1, 0x10, 4) == 0xc001);
+    pci.write_config(1, 0x04, 2, PciConfigSpace::kCommandIoEnable);
+    CHECK(pci.read_config(1, 0x0e, 1) == 0);          // a byte inside the dword
+    CHECK(pci.read_config(5, 0x00, 4) == 0xffff'ffff);  // nothing there
+    pci.write_config(1, 0x04, 2, 0);
+
+    const auto lines = log.matching("trace pci ");
+    REQUIRE(lines.size() == 7);
+    CHECK_THAT(lines[0], Catch::Contains("[info] trace pci 00:01.0 read  off=0x10 len=4 val=0x0000c001"));
+    CHECK_THAT(lines[1], Catch::Contains("trace pci 00:01.0 write off=0x04 len=2 val=0x0001"));
+    CHECK_THAT(lines[2], Catch::Contains("trace pci 00:01.0 BAR0 map io 0xc000+0x20"));  // after the write that caused it
+    CHECK_THAT(lines[3], Catch::Contains("trace pci 00:01.0 read  off=0x0e len=1 val=0x00"));
+    CHECK_THAT(lines[4], Catch::Contains("trace pci 00:05.0 read  off=0x00 len=4 val=0xffffffff no device"));
+    CHECK_THAT(lines[5], Catch::Contains("trace pci 00:01.0 write off=0x04 len=2 val=0x0000"));
+    CHECK_THAT(lines[6], Catch::Contains("trace pci 00:01.0 BAR0 unmap io 0xc000+0x20"));
+
+    SECTION("a data-window access without the enable bit says so") {
+        pci.out(0xcf8, 4, 0x0000'0800);
+        CHECK(pci.in(0xcfc, 4) == 0xffff'ffff);
+        CHECK(log.count("trace pci 00:01.0 read  off=0x00 len=4 val=0xffffffff not enabled") == 1);
+    }
+}
+
+TEST_CASE("PCI host bridge trace: off by default and when turned off", "[trace]") {
+    CapturedLog log;
+    TestDevice device;
+    PciBus pci;
+    pci.bridge.register_device(device);
+    CHECK_FALSE(pci.bridge.trace());
+    (void)pci.read_config(1, 0x00, 4);
+    pci.write_config(1, 0x04, 2, PciConfigSpace::kCommandIoEnable);
+    pci.bridge.set_trace(true);
+    pci.bridge.set_trace(false);
+    pci.write_config(1, 0x04, 2, 0);
+    CHECK(log.count("trace") == 0);
 }
