@@ -553,10 +553,13 @@ TEST_CASE("virtio-pci legacy: notify ioeventfds follow BAR 0", "[virtio-pci]") {
         reg_write(transport, V::kQueueSelect, 2, 1);
         reg_write(transport, V::kQueuePfn, 4, kRingPfn2);
         reg_write(transport, V::kStatus, 1, kReady);
+        transport.set_trace(true);
         const uint64_t one = 1;
         REQUIRE(::write(eventfds.fd_for(1), &one, sizeof one) == sizeof one);
         CHECK(wait_for([&] { return device.notified_copy() == std::vector<unsigned>{1}; }));
         CHECK(wait_for([&] { return irq.level; }));
+        CHECK(log.count("trace virtio-eventfd-test notify q=1 eventfd") == 1);  // the trace tells the paths apart
+        transport.set_trace(false);
 
         transport.bar_mapping_changed(0, std::nullopt);  // unmapped
         CHECK(eventfds.live_ports().empty());
