@@ -53,6 +53,10 @@ public:
     // vCPU thread whose config write caused it: do not call back into the
     // bridge. Not called when the bridge is destroyed.
     virtual void bar_mapping_changed(unsigned /*index*/, std::optional<uint32_t> /*base*/) {}
+    // Called once at registration, before connect_intx(), with the address
+    // the bridge gave the device: for logs and diagnostics. Runs under the
+    // bridge's lock: do not call back into the bridge.
+    virtual void pci_address_assigned(PciBdf /*address*/) {}
 };
 
 }  // namespace minikvm

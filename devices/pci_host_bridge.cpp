@@ -25,6 +25,7 @@ unsigned function_of(uint32_t address) { return (address >> 8) & 0x7; }
 uint32_t register_of(uint32_t address) { return address & 0xfc; }
 
 const char* kind_name(PciBarKind kind) { return kind == PciBarKind::Io ? "I/O" : "memory"; }
+const char* short_kind_name(PciBarKind kind) { return kind == PciBarKind::Io ? "io" : "mem"; }
 
 // Takes `size` bytes, aligned to `size`, from [next, end); advances next.
 uint32_t allocate(uint32_t& next, uint32_t end, uint32_t size, const char* window) {
@@ -78,8 +79,9 @@ PciHostBridge::PciHostBridge(IoBus& io_bus, MmioBus& mmio_bus, IrqLineFactory ma
 
 PciHostBridge::~PciHostBridge() {
     std::lock_guard lock(mutex_);
-    for (Slot& slot : slots_)
-        for (MappedBar& mapped : slot.bars) unmap(mapped, nullptr);  // devices may be gone already
+    for (size_t number = 0; number < slots_.size(); ++number)
+        for (MappedBar& mapped : slots_[number].bars)
+            unmap(static_cast<uint8_t>(number), mapped, nullptr);  // devices may be gone already
 }
 
 PciBdf PciHostBridge::register_device(PciDevice& device) {
@@ -124,6 +126,7 @@ PciBdf PciHostBridge::register_device(PciDevice& device) {
     // Maps nothing after a reset (decoding is off); only a command register
     // written before registration would map something here.
     update_bar_mappings(number, slots_[number]);
+    device.pci_address_assigned(bdf);
     device.connect_intx(*slots_[number].intx);
     return bdf;
 }
@@ -147,9 +150,11 @@ void PciHostBridge::read(uint64_t offset, std::span<uint8_t> data) {
     // header); the bus never sends accesses that run past 0xcff.
     if (offset < kDataWindowOffset || offset + data.size() > kPortCount) return;
     Target target = selected_function();
-    if (target.config == nullptr) return;
-    const auto byte_in_dword = static_cast<uint32_t>(offset - kDataWindowOffset);
-    target.config->read(register_of(config_address_) + byte_in_dword, data);
+    if (target.config != nullptr) {
+        const auto byte_in_dword = static_cast<uint32_t>(offset - kDataWindowOffset);
+        target.config->read(register_of(config_address_) + byte_in_dword, data);
+    }
+    if (trace()) trace_access("read ", offset, data, target.config != nullptr);
 }
 
 void PciHostBridge::write(uint64_t offset, std::span<const uint8_t> data) {
@@ -162,6 +167,8 @@ void PciHostBridge::write(uint64_t offset, std::span<const uint8_t> data) {
     }
     if (offset < kDataWindowOffset || offset + data.size() > kPortCount) return;
     Target target = selected_function();
+    // Before the effects, so the BAR lines it causes follow it.
+    if (trace()) trace_access("write", offset, data, target.config != nullptr);
     if (target.config == nullptr) return;
     const auto byte_in_dword = static_cast<uint32_t>(offset - kDataWindowOffset);
     const PciConfigChanges changes = target.config->write(register_of(config_address_) + byte_in_dword, data);
@@ -169,6 +176,18 @@ void PciHostBridge::write(uint64_t offset, std::span<const uint8_t> data) {
     if (changes.decoding_may_have_changed())
         update_bar_mappings(static_cast<uint8_t>(device_of(config_address_)), *target.slot);
     if (changes.intx_disable_changed) target.slot->intx->refresh();
+}
+
+void PciHostBridge::trace_access(const char* direction, uint64_t offset, std::span<const uint8_t> data,
+                                 bool found) const {
+    const uint32_t address = config_address_;
+    uint32_t value = 0;
+    for (size_t i = 0; i < data.size(); ++i) value |= uint32_t{data[i]} << (8 * i);
+    // The data window carries no config cycle while the enable bit is clear.
+    const char* const note = !(address & kEnableBit) ? " not enabled" : found ? "" : " no device";
+    spdlog::info("trace pci {:02x}:{:02x}.{} {} off={:#04x} len={} val={:#0{}x}{}", bus_of(address), device_of(address),
+                 function_of(address), direction, register_of(address) + (offset - kDataWindowOffset), data.size(),
+                 value, 2 + 2 * data.size(), note);
 }
 
 PciHostBridge::Target PciHostBridge::selected_function() {
@@ -186,13 +205,16 @@ void PciHostBridge::update_bar_mappings(uint8_t device_number, Slot& slot) {
     for (MappedBar& mapped : slot.bars) {
         const std::optional<uint32_t> wanted = config.bar_decode_address(mapped.bar.index);
         if (wanted == mapped.wanted) continue;  // includes "still where it failed to map"
-        unmap(mapped, slot.device);
+        unmap(device_number, mapped, slot.device);
         mapped.wanted = wanted;
         if (!wanted) continue;
         Bus& bus = mapped.bar.kind == PciBarKind::Io ? io_bus_ : mmio_bus_;
         try {
             bus.add(*wanted, mapped.bar.size, mapped.bar.handler);
             mapped.mapped = true;
+            if (trace())
+                spdlog::info("trace pci {} BAR{} map {} {:#x}+{:#x}", PciBdf{0, device_number, 0}.to_string(),
+                             mapped.bar.index, short_kind_name(mapped.bar.kind), *wanted, mapped.bar.size);
             slot.device->bar_mapping_changed(mapped.bar.index, *wanted);
         } catch (const std::invalid_argument& error) {
             // The guest's mistake, not ours: keep running with the BAR off.
@@ -204,10 +226,13 @@ void PciHostBridge::update_bar_mappings(uint8_t device_number, Slot& slot) {
     }
 }
 
-void PciHostBridge::unmap(MappedBar& mapped, PciDevice* device) {
+void PciHostBridge::unmap(uint8_t device_number, MappedBar& mapped, PciDevice* device) {
     if (mapped.mapped) {
         Bus& bus = mapped.bar.kind == PciBarKind::Io ? io_bus_ : mmio_bus_;
         bus.remove(*mapped.wanted);
+        if (trace())
+            spdlog::info("trace pci {} BAR{} unmap {} {:#x}+{:#x}", PciBdf{0, device_number, 0}.to_string(),
+                         mapped.bar.index, short_kind_name(mapped.bar.kind), *mapped.wanted, mapped.bar.size);
         if (device != nullptr) device->bar_mapping_changed(mapped.bar.index, std::nullopt);
     }
     mapped.mapped = false;

@@ -36,9 +36,20 @@
 // interrupt_routes(). Eight GSIs, so at most eight devices.
 //
 // Threads. vCPUs may access configuration space concurrently; one mutex
-// makes every access, with the bus remapping it causes, atomic.
+// makes every access, with the bus remapping it causes, atomic. The trace
+// switch may be flipped from any thread.
+//
+// Debugging. set_trace(true) (`--trace pci`) logs at info level one line per
+// access through the data window, and per BAR (un)mapping:
+//   trace pci 00:01.0 read  off=0x10 len=4 val=0x0000c001
+//   trace pci 00:01.0 write off=0x04 len=2 val=0x0001
+//   trace pci 00:05.0 read  off=0x00 len=4 val=0xffffffff no device
+//   trace pci 00:01.0 BAR0 map io 0xc000+0x20    (or unmap)
+// CONFIG_ADDRESS writes are not traced: each line already names the
+// function and register they selected.
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -94,6 +105,10 @@ public:
     // One route per registered device, for the MP table.
     std::vector<PciInterruptRoute> interrupt_routes() const;
 
+    // Debug tracing (see above); off until set.
+    void set_trace(bool on) { trace_.store(on, std::memory_order_relaxed); }
+    bool trace() const { return trace_.load(std::memory_order_relaxed); }
+
     // BusDevice: `offset` is the port minus 0xcf8.
     void read(uint64_t offset, std::span<uint8_t> data) override;
     void write(uint64_t offset, std::span<const uint8_t> data) override;
@@ -124,11 +139,13 @@ private:
     Target selected_function();
     void update_bar_mappings(uint8_t device_number, Slot& slot);
     // Takes the BAR off its bus; tells `device` unless it is null.
-    void unmap(MappedBar& mapped, PciDevice* device);
+    void unmap(uint8_t device_number, MappedBar& mapped, PciDevice* device);
+    void trace_access(const char* direction, uint64_t offset, std::span<const uint8_t> data, bool found) const;
 
     IoBus& io_bus_;
     MmioBus& mmio_bus_;
     IrqLineFactory make_irq_line_;
+    std::atomic<bool> trace_{false};
 
     mutable std::mutex mutex_;
     uint32_t config_address_ = 0;

@@ -19,6 +19,7 @@
 // itself; VirtioTransportSignals may be called from any thread.
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string_view>
 
@@ -80,6 +81,14 @@ public:
     // The driver kicked queue `index`, which exists and is ready. Only called
     // between activate() and reset().
     virtual void queue_notified(unsigned index) = 0;
+
+    // For a state dump: call `inspect` (which reads the queues) at a moment
+    // when none of the device's own threads is using them. The default just
+    // calls it, which suits a device that touches its queues only from the
+    // calls above (the transport already serializes those). A device that
+    // pops or pushes from threads of its own overrides this to hold the
+    // lock those threads use. Called like the others (transport lock held).
+    virtual void inspect_queues(const std::function<void()>& inspect) { inspect(); }
 };
 
 }  // namespace minikvm

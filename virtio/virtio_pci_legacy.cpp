@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "virtio/driver_hints.h"
 #include "virtio/split_ring.h"
 
 namespace minikvm {
@@ -19,11 +20,17 @@ namespace {
 struct Register {
     uint32_t offset;
     uint32_t width;
+    const char* name;  // for traces
 };
 constexpr Register kRegisters[] = {
-    {VirtioPciLegacy::kHostFeatures, 4}, {VirtioPciLegacy::kGuestFeatures, 4}, {VirtioPciLegacy::kQueuePfn, 4},
-    {VirtioPciLegacy::kQueueSize, 2},    {VirtioPciLegacy::kQueueSelect, 2},   {VirtioPciLegacy::kQueueNotify, 2},
-    {VirtioPciLegacy::kStatus, 1},       {VirtioPciLegacy::kIsr, 1},
+    {VirtioPciLegacy::kHostFeatures, 4, "host_features"},
+    {VirtioPciLegacy::kGuestFeatures, 4, "guest_features"},
+    {VirtioPciLegacy::kQueuePfn, 4, "queue_pfn"},
+    {VirtioPciLegacy::kQueueSize, 2, "queue_size"},
+    {VirtioPciLegacy::kQueueSelect, 2, "queue_select"},
+    {VirtioPciLegacy::kQueueNotify, 2, "queue_notify"},
+    {VirtioPciLegacy::kStatus, 1, "status"},
+    {VirtioPciLegacy::kIsr, 1, "isr"},
 };
 
 // Length of the overlap of [a, a + a_len) and [b, b + b_len), and where it starts.
@@ -36,6 +43,25 @@ Overlap overlap(uint64_t a, uint64_t a_len, uint64_t b, uint64_t b_len) {
     const uint64_t end = std::min(a + a_len, b + b_len);
     return {start, end > start ? end - start : 0};
 }
+
+// What an access covers, for its trace: "status", "queue_notify+status+isr",
+// "config+4" (the first configuration byte it touches).
+std::string covered_registers(uint64_t offset, uint64_t length) {
+    std::string names;
+    for (const Register& reg : kRegisters) {
+        if (overlap(offset, length, reg.offset, reg.width).length == 0) continue;
+        if (!names.empty()) names += '+';
+        names += reg.name;
+    }
+    constexpr uint64_t kConfig = VirtioPciLegacy::kConfig;
+    if (offset + length > kConfig) {
+        if (!names.empty()) names += '+';
+        names += fmt::format("config+{}", std::max(offset, kConfig) - kConfig);
+    }
+    return names;
+}
+
+const char* yes_no(bool value) { return value ? "yes" : "no"; }
 
 uint32_t validated_config_bar_size(const VirtioDevice& device) {
     const uint32_t config_size = device.config_size();
@@ -87,6 +113,7 @@ VirtioPciLegacy::VirtioPciLegacy(VirtioDevice& device, const GuestMemory& memory
                                  NotifyEventfds* eventfds)
     : device_(device),
       name_(std::move(name)),
+      type_(device.device_type()),
       device_features_(device.device_features()),
       config_size_(device.config_size()),
       bar_size_(validated_config_bar_size(device)),
@@ -102,7 +129,7 @@ VirtioPciLegacy::VirtioPciLegacy(VirtioDevice& device, const GuestMemory& memory
         if (!split_ring::valid_queue_size(size))
             throw std::invalid_argument(fmt::format("{}: queue {} size {} is not a power of two", name_, i, size));
         queue_sizes_.push_back(size);
-        queues_.emplace_back(memory, fmt::format("{} q{}", name_, i));
+        queues_.emplace_back(memory, fmt::format("{} q{}", name_, i), VirtQueueOptions{.trace = &trace_});
     }
 }
 
@@ -140,6 +167,21 @@ size_t VirtioPciLegacy::eventfd_count() const {
     return registrations_.size();
 }
 
+void VirtioPciLegacy::pci_address_assigned(PciBdf address) {
+    std::lock_guard lock(state_mutex_);
+    pci_address_ = address;
+}
+
+std::optional<PciBdf> VirtioPciLegacy::pci_address() const {
+    std::lock_guard lock(state_mutex_);
+    return pci_address_;
+}
+
+std::string VirtioPciLegacy::who() const {
+    const std::optional<PciBdf> address = pci_address();
+    return address ? fmt::format("{} {}", name_, address->to_string()) : name_;
+}
+
 // --- Guest accesses -------------------------------------------------------
 
 void VirtioPciLegacy::read(uint64_t offset, std::span<uint8_t> data) {
@@ -157,9 +199,12 @@ void VirtioPciLegacy::read(uint64_t offset, std::span<uint8_t> data) {
         device_.read_config(static_cast<uint32_t>(part.start - kConfig),
                             data.subspan(part.start - offset, part.length));
     }
+    if (trace()) trace_access("read ", offset, data);
 }
 
 void VirtioPciLegacy::write(uint64_t offset, std::span<const uint8_t> data) {
+    // Before the effects, so the lines it causes (status, activate...) follow it.
+    if (trace()) trace_access("write", offset, data);
     for (const Register& reg : kRegisters) {
         // Only a write that covers the register's first byte reaches it.
         if (reg.offset < offset || reg.offset >= offset + data.size()) continue;
@@ -174,6 +219,13 @@ void VirtioPciLegacy::write(uint64_t offset, std::span<const uint8_t> data) {
         device_.write_config(static_cast<uint32_t>(part.start - kConfig),
                              data.subspan(part.start - offset, part.length));
     }
+}
+
+void VirtioPciLegacy::trace_access(const char* direction, uint64_t offset, std::span<const uint8_t> data) const {
+    uint64_t value = 0;
+    for (size_t i = 0; i < data.size() && i < sizeof value; ++i) value |= uint64_t{data[i]} << (8 * i);
+    spdlog::info("trace {} {} off={} {} len={} val={:#0{}x}", name_, direction, offset,
+                 covered_registers(offset, data.size()), data.size(), value, 2 + 2 * data.size());
 }
 
 uint32_t VirtioPciLegacy::read_register(uint32_t offset) {
@@ -224,7 +276,7 @@ void VirtioPciLegacy::write_register(uint32_t offset, uint32_t value) {
             queue_select_ = static_cast<uint16_t>(value);
             return;
         }
-        case kQueueNotify: notify_queue(value); return;
+        case kQueueNotify: notify_queue(value, KickPath::Trap); return;
         case kStatus: write_status(static_cast<uint8_t>(value)); return;
         default:
             log_once(Once::ReadOnlyWrite,
@@ -259,12 +311,21 @@ void VirtioPciLegacy::write_status(uint8_t value) {
         return;
     }
     bool broken = false;
+    uint8_t old_status = 0;
     {
         std::lock_guard state(state_mutex_);
+        old_status = status_;
         status_ = static_cast<uint8_t>(value & ~kStatusNeedsReset);  // that bit is the device's to set
+        status_seen_ |= status_;
         broken = broken_;
     }
-    if ((value & kStatusDriverOk) == 0 || activated_ || broken) return;
+    if (trace())
+        spdlog::info("trace {} status {:#04x} -> {:#04x} {}", name_, old_status, value, device_status::names(value));
+    if ((value & kStatusDriverOk) == 0 || activated_) return;
+    if (broken) {
+        if (trace()) spdlog::info("trace {} DRIVER_OK ignored: device needs reset", name_);
+        return;
+    }
 
     constexpr uint8_t kHandshake = kStatusAcknowledge | kStatusDriver;
     if ((value & kHandshake) != kHandshake)
@@ -275,6 +336,13 @@ void VirtioPciLegacy::write_status(uint8_t value) {
         running_ = true;  // before activate(): the device may signal from inside it
     }
     spdlog::debug("{}: activated with features {:#010x}", name_, guest_features_);
+    if (trace()) {
+        std::string ready;
+        for (size_t i = 0; i < queues_.size(); ++i)
+            if (queues_[i].ready()) ready += fmt::format("{}q{}", ready.empty() ? "" : ",", i);
+        spdlog::info("trace {} activate features={:#010x} queues={}", name_, guest_features_,
+                     ready.empty() ? "none" : ready);
+    }
     device_.activate(guest_features_, queues_, *this);
 }
 
@@ -282,6 +350,7 @@ void VirtioPciLegacy::reset_locked() {
     {
         std::lock_guard state(state_mutex_);
         running_ = false;  // drop signals the device's threads race with its reset
+        if (trace()) spdlog::info("trace {} reset status was {:#04x}", name_, status_);
     }
     device_.reset();
     for (VirtQueue& queue : queues_) {
@@ -296,28 +365,39 @@ void VirtioPciLegacy::reset_locked() {
     status_ = 0;
     isr_ = 0;
     broken_ = false;
-    if (intx_asserted_ && intx_ != nullptr) intx_->set_level(false);
-    intx_asserted_ = false;
+    broken_reason_.clear();
+    lower_locked("reset");
 }
 
-void VirtioPciLegacy::notify_queue(uint32_t index) {
+void VirtioPciLegacy::notify_queue(uint32_t index, KickPath path) {
+    const char* const path_name = path == KickPath::Eventfd ? "eventfd" : "trap";
+    const auto trace_ignored = [&](std::string_view why) {
+        if (trace()) spdlog::info("trace {} notify q={} {} ignored: {}", name_, index, path_name, why);
+    };
     std::lock_guard lock(device_mutex_);
     if (index >= queues_.size()) {
+        trace_ignored("no such queue");
         log_once(Once::NotifyNoQueue, fmt::format("notify for queue {}, which does not exist; ignored", index));
         return;
     }
     if (!queues_[index].ready()) {
+        trace_ignored("queue not set up");
         log_once(Once::NotifyNotReady, fmt::format("notify for queue {}, which is not set up; ignored", index));
         return;
     }
     if (!activated_) {
+        trace_ignored("before DRIVER_OK");
         spdlog::trace("{}: notify for queue {} before DRIVER_OK; ignored", name_, index);
         return;
     }
     {
         std::lock_guard state(state_mutex_);
-        if (!running_) return;  // broken: serve nothing until reset
+        if (!running_) {  // broken: serve nothing until reset
+            trace_ignored("device needs reset");
+            return;
+        }
     }
+    if (trace()) spdlog::info("trace {} notify q={} {}", name_, index, path_name);
     device_.queue_notified(index);
 }
 
@@ -325,8 +405,7 @@ uint8_t VirtioPciLegacy::read_isr() {
     std::lock_guard lock(state_mutex_);
     const uint8_t value = isr_;
     isr_ = 0;
-    if (intx_asserted_ && intx_ != nullptr) intx_->set_level(false);
-    intx_asserted_ = false;
+    lower_locked("isr-read");
     return value;
 }
 
@@ -340,19 +419,35 @@ void VirtioPciLegacy::log_once(Once what, std::string_view message) {
 
 void VirtioPciLegacy::raise_locked(uint8_t isr_bits) {
     isr_ |= isr_bits;
-    if (intx_asserted_ || intx_ == nullptr) return;
+    if (intx_asserted_ || intx_ == nullptr) {
+        if (trace())
+            spdlog::info("trace {} irq isr={:#x} {}", name_, isr_,
+                         intx_ == nullptr ? "no INTx line" : "already raised");
+        return;
+    }
     intx_->set_level(true);
     intx_asserted_ = true;
+    if (trace()) spdlog::info("trace {} irq raise isr={:#x}", name_, isr_);
+}
+
+void VirtioPciLegacy::lower_locked(std::string_view why) {
+    if (intx_asserted_ && intx_ != nullptr) {
+        intx_->set_level(false);
+        if (trace()) spdlog::info("trace {} irq lower {}", name_, why);
+    }
+    intx_asserted_ = false;
 }
 
 void VirtioPciLegacy::signal_used_buffer() {
     std::lock_guard lock(state_mutex_);
     if (running_) raise_locked(kIsrQueue);
+    else if (trace()) spdlog::info("trace {} irq used-buffer dropped: device not running", name_);
 }
 
 void VirtioPciLegacy::signal_config_change() {
     std::lock_guard lock(state_mutex_);
     if (running_) raise_locked(kIsrConfig);
+    else if (trace()) spdlog::info("trace {} irq config-change dropped: device not running", name_);
 }
 
 void VirtioPciLegacy::signal_device_broken(std::string_view reason) { mark_broken(reason); }
@@ -361,11 +456,82 @@ void VirtioPciLegacy::mark_broken(std::string_view reason) {
     std::lock_guard lock(state_mutex_);
     if (broken_) return;
     broken_ = true;
+    broken_reason_ = reason;
     running_ = false;
     spdlog::warn("{}: device needs reset: {}", name_, reason);
     // virtio 1.2 2.1.2: after DEVICE_NEEDS_RESET with DRIVER_OK set, the
     // device sends a configuration change notification.
     if ((status_ & kStatusDriverOk) != 0) raise_locked(kIsrConfig);
+}
+
+// --- Diagnostics -----------------------------------------------------------
+
+uint8_t VirtioPciLegacy::status_bits_ever_set() const {
+    std::lock_guard lock(state_mutex_);
+    return status_seen_;
+}
+
+bool VirtioPciLegacy::ever_reached_driver_ok() const { return (status_bits_ever_set() & kStatusDriverOk) != 0; }
+
+std::optional<std::string> VirtioPciLegacy::never_driver_ok_warning() const {
+    const uint8_t seen = status_bits_ever_set();
+    if ((seen & kStatusDriverOk) != 0) return std::nullopt;
+    return minikvm::never_driver_ok_warning(who(), type_, seen);
+}
+
+std::string VirtioPciLegacy::state_report() const {
+    const size_t eventfds = eventfd_count();  // its lock is never nested in the others
+    std::lock_guard lock(device_mutex_);
+    struct {
+        uint8_t status, isr, seen;
+        bool broken, intx_connected, intx_asserted;
+        std::string reason;
+        std::optional<PciBdf> address;
+    } state;
+    {
+        std::lock_guard state_lock(state_mutex_);
+        state = {status_, isr_, status_seen_, broken_, intx_ != nullptr, intx_asserted_, broken_reason_, pci_address_};
+    }
+    const uint8_t status = static_cast<uint8_t>(state.status | (state.broken ? kStatusNeedsReset : 0));
+
+    std::string out;
+    out += fmt::format("{} pci={} type={} status={:#04x} {} activated={} ever_driver_ok={}\n", name_,
+                       state.address ? state.address->to_string() : "none", virtio_type_name(type_), status,
+                       device_status::names(status), yes_no(activated_), yes_no((state.seen & kStatusDriverOk) != 0));
+    const uint32_t offered = static_cast<uint32_t>(device_features_);
+    out += fmt::format("{} features offered={:#010x} negotiated={:#010x}", name_, offered, guest_features_);
+    // A device offering bits a legacy driver cannot see is worth a note.
+    if ((device_features_ >> 32) != 0) out += fmt::format(" unofferable_high={:#x}", device_features_ >> 32);
+    out += '\n';
+    out += fmt::format("{} isr={:#04x} intx={} kicks={}\n", name_, state.isr,
+                       !state.intx_connected ? "unconnected" : state.intx_asserted ? "asserted" : "deasserted",
+                       eventfds != 0 ? fmt::format("eventfd({})", eventfds) : std::string("trap"));
+    out += state.broken ? fmt::format("{} broken=yes reason: {}\n", name_, state.reason)
+                        : fmt::format("{} broken=no\n", name_);
+
+    // The device may own the queues and use them from its own threads.
+    device_.inspect_queues([&] {
+        for (size_t i = 0; i < queues_.size(); ++i) {
+            const VirtQueue& queue = queues_[i];
+            out += fmt::format("{} q{} ", name_, i);
+            if (!queue.ready() && !queue.broken()) {
+                out += fmt::format("size={} not placed\n", queue_sizes_[i]);
+                continue;
+            }
+            out += fmt::format("pfn={:#x} size={} next_avail={} seen_avail_idx={} used_idx={} in_flight={}",
+                               queue.pfn(), queue.size(), queue.next_avail_index(), queue.last_seen_avail_index(),
+                               queue.used_index(), queue.in_flight());
+            if (const auto ring = queue.guest_ring_fields()) {
+                out += fmt::format(" guest: avail.idx={} pending={} avail.flags={:#x} used.idx={} used.flags={:#x}",
+                                   ring->avail_idx, static_cast<uint16_t>(ring->avail_idx - queue.next_avail_index()),
+                                   ring->avail_flags, ring->used_idx, ring->used_flags);
+                if (queue.event_idx())
+                    out += fmt::format(" used_event={} avail_event={}", ring->used_event, ring->avail_event);
+            }
+            out += queue.broken() ? fmt::format(" broken=yes reason: {}\n", queue.broken_reason()) : " broken=no\n";
+        }
+    });
+    return out;
 }
 
 // --- Ioeventfds ------------------------------------------------------------
@@ -389,7 +555,7 @@ void VirtioPciLegacy::register_eventfds(uint32_t base) {
                     uint64_t count = 0;
                     // One read empties the counter; EAGAIN means a spurious wakeup.
                     if (::read(raw, &count, sizeof count) != static_cast<ssize_t>(sizeof count)) return;
-                    notify_queue(queue);
+                    notify_queue(queue, KickPath::Eventfd);
                 });
             } catch (...) {
                 eventfds_->remove_io_eventfd(raw, port, 2, queue);

@@ -56,6 +56,39 @@
 // queue_notified) or not (from its own threads). Eventfd registration has a
 // lock of its own and never holds the others, because the event loop waits
 // for a running handler, which may be waiting for device_mutex_.
+// The diagnostics below take the same locks the same way: state_report()
+// holds device_mutex_, nests state_mutex_ briefly, reads the queues through
+// VirtioDevice::inspect_queues() (the device's own threads may be using
+// them), and takes eventfd_mutex_ alone, first. So they may be called from
+// any thread while the guest runs -- but not from inside a VirtioDevice
+// call (device_mutex_ is held there) nor from a signal handler (they lock).
+// The trace switch may be flipped, and the PCI address set, at any time.
+//
+// Debugging. set_trace(true) (`--trace virtio`) logs at info level one
+// grep-friendly line per event, each starting "trace <name> ":
+//   trace virtio-console0 read  off=18 status len=1 val=0x07
+//   trace virtio-console0 write off=8 queue_pfn len=4 val=0x00012345
+//   trace virtio-console0 read  off=16 queue_notify+status+isr len=4 val=...
+//   trace virtio-console0 notify q=1 eventfd      ("trap": through a vCPU exit)
+//   trace virtio-console0 notify q=0 trap ignored: before DRIVER_OK
+//   trace virtio-console0 status 0x03 -> 0x07 ACKNOWLEDGE|DRIVER|DRIVER_OK
+//   trace virtio-console0 activate features=0x00000001 queues=q0,q1
+//   trace virtio-console0 reset status was 0x07
+//   trace virtio-console0 irq raise isr=0x1       (then "irq lower isr-read")
+// and, from its queues (see VirtQueue), ring placement and every chain
+// popped and pushed:
+//   trace virtio-console0 q1 configure pfn=0x12345 size=64 desc=... used=...
+//   trace virtio-console0 q1 pop head=3 bufs=[0x12340000+512 r] avail_idx=4
+//   trace virtio-console0 q1 push head=3 len=17 used_idx=5
+// A register read is logged after its effects (so "irq lower" comes before
+// the ISR read that caused it), a write before them. While off, tracing
+// costs a relaxed load and a branch per event.
+//
+// state_report() gives the device's state in a few lines, each starting
+// with its name: PCI address, status decoded, offered and negotiated
+// features, ISR and INTx, broken and why, and per queue the device's
+// indices next to what the guest's rings hold now. never_driver_ok_warning()
+// explains, at the end of a run, a device the guest never initialised.
 
 #include <atomic>
 #include <cstdint>
@@ -68,6 +101,7 @@
 #include <vector>
 
 #include "devices/pci_device.h"
+#include "virtio/device_status.h"
 #include "virtio/notify_eventfds.h"
 #include "virtio/virtio_device.h"
 #include "virtio/virtqueue.h"
@@ -92,12 +126,12 @@ public:
     static constexpr uint32_t kConfig = 20;
 
     // Device status bits (virtio 1.2 2.1).
-    static constexpr uint8_t kStatusAcknowledge = 0x01;
-    static constexpr uint8_t kStatusDriver = 0x02;
-    static constexpr uint8_t kStatusDriverOk = 0x04;
-    static constexpr uint8_t kStatusFeaturesOk = 0x08;
-    static constexpr uint8_t kStatusNeedsReset = 0x40;
-    static constexpr uint8_t kStatusFailed = 0x80;
+    static constexpr uint8_t kStatusAcknowledge = device_status::kAcknowledge;
+    static constexpr uint8_t kStatusDriver = device_status::kDriver;
+    static constexpr uint8_t kStatusDriverOk = device_status::kDriverOk;
+    static constexpr uint8_t kStatusFeaturesOk = device_status::kFeaturesOk;
+    static constexpr uint8_t kStatusNeedsReset = device_status::kNeedsReset;
+    static constexpr uint8_t kStatusFailed = device_status::kFailed;
 
     static constexpr uint8_t kIsrQueue = 0x01;
     static constexpr uint8_t kIsrConfig = 0x02;
@@ -127,6 +161,8 @@ public:
     std::vector<PciBar> bars() override;
     void connect_intx(IrqLine& intx) override;
     void bar_mapping_changed(unsigned index, std::optional<uint32_t> base) override;
+    // Where the bridge put us, for the state dump and the warning.
+    void pci_address_assigned(PciBdf address) override;
 
     // BusDevice: BAR 0; `offset` is relative to its base.
     void read(uint64_t offset, std::span<uint8_t> data) override;
@@ -138,6 +174,24 @@ public:
     uint32_t bar_size() const { return bar_size_; }
     // Ports with an ioeventfd now (one per queue), in queue order.
     size_t eventfd_count() const;
+    const std::string& name() const { return name_; }
+    std::optional<PciBdf> pci_address() const;
+
+    // Debug tracing (see the header comment); off until set.
+    void set_trace(bool on) { trace_.store(on, std::memory_order_relaxed); }
+    bool trace() const { return trace_.load(std::memory_order_relaxed); }
+
+    // The device's state (see the header comment): lines each starting with
+    // the device's name and ending in '\n', one per queue among them.
+    std::string state_report() const;
+
+    // Every status bit the driver ever wrote, across resets.
+    uint8_t status_bits_ever_set() const;
+    // Whether the driver ever set DRIVER_OK (sticky across resets).
+    bool ever_reached_driver_ok() const;
+    // For the end of a run: a warning line naming the guest kernel option
+    // that is probably missing, or nullopt when DRIVER_OK was reached.
+    std::optional<std::string> never_driver_ok_warning() const;
 
 private:
     // Guest misbehaviour worth one log line each, not one per access.
@@ -157,6 +211,9 @@ private:
         uint16_t queue;
     };
 
+    // How a kick arrived, for the trace.
+    enum class KickPath { Trap, Eventfd };
+
     // VirtioTransportSignals
     void signal_used_buffer() override;
     void signal_config_change() override;
@@ -167,18 +224,22 @@ private:
     void write_register(uint32_t offset, uint32_t value);
     void write_queue_pfn(uint32_t pfn);
     void write_status(uint8_t value);
-    void notify_queue(uint32_t index);  // takes device_mutex_
-    void reset_locked();                // device_mutex_ held
-    void mark_broken(std::string_view reason);  // takes state_mutex_
-    uint8_t read_isr();                         // takes state_mutex_
-    void raise_locked(uint8_t isr_bits);        // state_mutex_ held
+    void notify_queue(uint32_t index, KickPath path);  // takes device_mutex_
+    void reset_locked();                               // device_mutex_ held
+    void mark_broken(std::string_view reason);         // takes state_mutex_
+    uint8_t read_isr();                                // takes state_mutex_
+    void raise_locked(uint8_t isr_bits);               // state_mutex_ held
+    void lower_locked(std::string_view why);           // state_mutex_ held
     void log_once(Once what, std::string_view message);
+    void trace_access(const char* direction, uint64_t offset, std::span<const uint8_t> data) const;
+    std::string who() const;  // name and PCI address; takes state_mutex_
 
     void register_eventfds(uint32_t base);
     void unregister_eventfds();
 
     VirtioDevice& device_;
     const std::string name_;
+    const VirtioDeviceType type_;
     const uint64_t device_features_;
     const uint32_t config_size_;
     const uint32_t bar_size_;
@@ -186,9 +247,10 @@ private:
     NotifyEventfds* const eventfds_;
     std::vector<uint16_t> queue_sizes_;  // validated once; the device's sizes never change
     std::atomic<unsigned> logged_once_{0};  // bit per Once
+    std::atomic<bool> trace_{false};        // read by the queues too
 
     // Guarded by device_mutex_.
-    std::mutex device_mutex_;
+    mutable std::mutex device_mutex_;
     std::vector<VirtQueue> queues_;
     uint32_t guest_features_ = 0;
     uint16_t queue_select_ = 0;
@@ -202,6 +264,9 @@ private:
     bool intx_asserted_ = false;
     bool running_ = false;  // activated and not broken: signals are honoured
     bool broken_ = false;
+    std::string broken_reason_;
+    uint8_t status_seen_ = 0;  // every bit ever written; never reset
+    std::optional<PciBdf> pci_address_;
 
     // Guarded by eventfd_mutex_.
     mutable std::mutex eventfd_mutex_;

@@ -46,6 +46,10 @@ void encode_le32(uint8_t* bytes, uint32_t value) {
     for (int i = 0; i < 4; ++i) bytes[i] = static_cast<uint8_t>(value >> (8 * i));
 }
 
+// A trace lists at most this many buffers of a chain (a chain may hold a
+// whole queue's worth), then how many it left out.
+constexpr size_t kTracedBuffers = 16;
+
 std::string describe(uint16_t head, uint32_t index, bool indirect) {
     return indirect ? fmt::format("chain head {}, indirect descriptor {}", head, index)
                     : fmt::format("chain head {}, descriptor {}", head, index);
@@ -107,6 +111,9 @@ bool VirtQueue::configure(uint32_t pfn, uint32_t size) {
     used_ = *used;
     // The driver zeroed the ring (2.7.10.1), so no field needs writing now.
     ready_ = true;
+    if (tracing())
+        spdlog::info("trace {} configure pfn={:#x} size={} desc={:#x} avail={:#x} used={:#x}", name_, pfn, size,
+                     guest_address_ + layout.descriptors, guest_address_ + layout.avail, guest_address_ + layout.used);
     return true;
 }
 
@@ -172,7 +179,22 @@ std::optional<DescriptorChain> VirtQueue::pop() {
     ++in_flight_;
     // With EVENT_IDX, ask to be kicked for the entry after this one.
     if (event_idx_ && notifications_enabled_) write_avail_event();
+    if (tracing()) trace_pop(chain);
     return chain;
+}
+
+void VirtQueue::trace_pop(const DescriptorChain& chain) const {
+    std::string buffers;
+    size_t listed = 0;
+    const auto add = [&](uint64_t address, size_t length, char kind) {
+        if (listed++ >= kTracedBuffers) return;
+        if (!buffers.empty()) buffers += ", ";
+        buffers += fmt::format("{:#x}+{} {}", address, length, kind);
+    };
+    for (const ReadableBuffer& buffer : chain.readable) add(buffer.guest_address, buffer.bytes.size(), 'r');
+    for (const WritableBuffer& buffer : chain.writable) add(buffer.guest_address, buffer.bytes.size(), 'w');
+    if (listed > kTracedBuffers) buffers += fmt::format(", +{} more", listed - kTracedBuffers);
+    spdlog::info("trace {} pop head={} bufs=[{}] avail_idx={}", name_, chain.head, buffers, last_seen_avail_);
 }
 
 bool VirtQueue::walk_chain(DescriptorChain& chain) {
@@ -323,6 +345,7 @@ bool VirtQueue::push(uint16_t head, uint32_t written_length) {
     ++used_idx_;
     store_u16(used_, sr::kRingIndex, used_idx_);
     --in_flight_;
+    if (tracing()) spdlog::info("trace {} push head={} len={} used_idx={}", name_, head, written_length, used_idx_);
     return true;
 }
 
@@ -337,9 +360,25 @@ bool VirtQueue::needs_interrupt() {
     if (event_idx_) {
         // The flags field is ignored with EVENT_IDX (2.7.7.2).
         const uint16_t used_event = load_u16(avail_, sr::avail_used_event_offset(size_));
-        return sr::need_event(used_event, used_idx_, old_index);
+        const bool needed = sr::need_event(used_event, used_idx_, old_index);
+        // A suppressed interrupt is the usual suspect when a driver hangs.
+        if (!needed && tracing())
+            spdlog::info("trace {} irq suppressed used_event={} used_idx={}", name_, used_event, used_idx_);
+        return needed;
     }
-    return (load_u16(avail_, sr::kRingFlags) & sr::kAvailNoInterrupt) == 0;
+    const bool needed = (load_u16(avail_, sr::kRingFlags) & sr::kAvailNoInterrupt) == 0;
+    if (!needed && tracing()) spdlog::info("trace {} irq suppressed NO_INTERRUPT used_idx={}", name_, used_idx_);
+    return needed;
+}
+
+std::optional<VirtQueue::GuestRingFields> VirtQueue::guest_ring_fields() const {
+    if (!ready_) return std::nullopt;
+    return GuestRingFields{.avail_flags = load_u16(avail_, sr::kRingFlags),
+                           .avail_idx = load_u16(avail_, sr::kRingIndex),
+                           .used_event = load_u16(avail_, sr::avail_used_event_offset(size_)),
+                           .used_flags = load_u16(used_, sr::kRingFlags),
+                           .used_idx = load_u16(used_, sr::kRingIndex),
+                           .avail_event = load_u16(used_, sr::used_avail_event_offset(size_))};
 }
 
 void VirtQueue::write_avail_event() {

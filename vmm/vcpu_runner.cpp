@@ -42,7 +42,14 @@ VcpuRunner::~VcpuRunner() {
     join();
 }
 
-int VcpuRunner::kick_signal() { return SIGUSR1; }
+// A real-time signal, leaving SIGUSR1/SIGUSR2 to the user (SIGUSR1 dumps
+// device state). glibc keeps the first two or three kernel real-time
+// signals for itself (thread cancellation, setxid) and SIGRTMIN already
+// counts from past them, so SIGRTMIN is free for applications. Real-time
+// signals queue rather than merge; that is harmless here: the handler is
+// empty, and a kick whose signal cannot be queued (RLIMIT_SIGPENDING) still
+// sets immediate_exit, seen at the next KVM_RUN.
+int VcpuRunner::kick_signal() { return SIGRTMIN; }
 
 void VcpuRunner::install_kick_handler() {
     struct sigaction action {};

@@ -31,6 +31,8 @@ public:
     // Installs the (empty) handler of the signal used to kick vCPUs out of
     // KVM_RUN. Call once before starting any runner.
     static void install_kick_handler();
+    // SIGRTMIN: a real-time signal, so SIGUSR1 and SIGUSR2 stay free for
+    // the user. Only vCPU threads unblock it.
     static int kick_signal();
 
     void start();

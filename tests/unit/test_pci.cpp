@@ -8,9 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include <spdlog/sinks/ringbuffer_sink.h>
-#include <spdlog/spdlog.h>
-
+#include "captured_log.h"
 #include "test_helpers.h"
 #include "boot/mp_table.h"
 #include "devices/pci_config_space.h"
@@ -52,27 +50,7 @@ struct RecordingDevice : BusDevice {
     void write(uint64_t offset, std::span<const uint8_t> data) override { writes.emplace_back(offset, data.size()); }
 };
 
-// Collects what is logged while it lives, instead of printing it.
-class CapturedLog {
-public:
-    CapturedLog() : saved_(spdlog::default_logger()) {
-        spdlog::set_default_logger(std::make_shared<spdlog::logger>("pci-test", sink_));
-    }
-    ~CapturedLog() { spdlog::set_default_logger(saved_); }
-    CapturedLog(const CapturedLog&) = delete;
-    CapturedLog& operator=(const CapturedLog&) = delete;
-
-    std::vector<std::string> warnings() const {
-        std::vector<std::string> lines;
-        for (const std::string& line : sink_->last_formatted())
-            if (line.find("[warning]") != std::string::npos) lines.push_back(line);
-        return lines;
-    }
-
-private:
-    std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_ = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(32);
-    std::shared_ptr<spdlog::logger> saved_;
-};
+using test_helpers::CapturedLog;
 
 // A device model with one handler per BAR.
 class TestDevice : public PciDevice {
@@ -91,9 +69,14 @@ public:
     void bar_mapping_changed(unsigned index, std::optional<uint32_t> base) override {
         mapping_changes.emplace_back(index, base);
     }
+    void pci_address_assigned(PciBdf bdf) override {
+        CHECK(intx == nullptr);  // told before its line is connected
+        address = bdf;
+    }
 
     RecordingDevice& handler(unsigned index) { return handlers_[index]; }
     IrqLine* intx = nullptr;
+    std::optional<PciBdf> address;
     std::vector<std::pair<unsigned, std::optional<uint32_t>>> mapping_changes;
 
 private:
@@ -701,9 +684,10 @@ TEST_CASE("PCI host bridge: a BAR moved onto a taken range stays unmapped withou
 
     SECTION("onto the serial port") {
         CHECK_NOTHROW(pci.write_config(1, 0x10, 4, 0x3e0));
-        REQUIRE(log.warnings().size() == 1);  // one line that says what happened
-        CHECK_THAT(log.warnings()[0], Catch::Contains("PCI 00:01.0 BAR0") && Catch::Contains("0x3e0-0x3ff") &&
-                                          Catch::Contains("overlaps 0x3f8") && Catch::Contains("unmapped"));
+        const auto warnings = log.at_level("warning");
+        REQUIRE(warnings.size() == 1);  // one line that says what happened
+        CHECK_THAT(warnings[0], Catch::Contains("PCI 00:01.0 BAR0") && Catch::Contains("0x3e0-0x3ff") &&
+                                    Catch::Contains("overlaps 0x3f8") && Catch::Contains("unmapped"));
         CHECK(pci.read_config(1, 0x10, 4) == 0x3e1);  // the register holds what the guest wrote
         CHECK(pci.in(0x3f8, 1) == 0x5a);
         CHECK(serial.reads.size() == 1);  // the serial port keeps its ports
@@ -719,7 +703,7 @@ TEST_CASE("PCI host bridge: a BAR moved onto a taken range stays unmapped withou
         // Toggling decoding retries the same place, and fails the same way.
         pci.write_config(1, 0x04, 2, 0);
         CHECK_NOTHROW(pci.write_config(1, 0x04, 2, PciConfigSpace::kCommandIoEnable));
-        CHECK(log.warnings().size() == 2);  // one per attempt, none for writes in between
+        CHECK(log.at_level("warning").size() == 2);  // one per attempt, none for writes in between
         CHECK(pci.in(0xc020, 1) == 0x5a);
         CHECK(b.handler(0).reads.size() == 2);
         CHECK(a.handler(0).reads.empty());
@@ -728,14 +712,14 @@ TEST_CASE("PCI host bridge: a BAR moved onto a taken range stays unmapped withou
         CHECK_NOTHROW(pci.write_config(1, 0x10, 4, 0xce0));
         CHECK(pci.read_config(0, 0x00, 4) == 0x29c0'8086);  // config access still works
         pci.write_config(1, 0x3c, 1, 0x0a);  // other config writes do not retry the BAR
-        CHECK(log.warnings().size() == 1);
+        CHECK(log.at_level("warning").size() == 1);
         CHECK(a.handler(0).reads.empty());
     }
     // Moved to a free place, the BAR works again.
     pci.write_config(1, 0x10, 4, 0xd000);
     CHECK(pci.in(0xd000, 1) == 0x5a);
     CHECK(a.handler(0).reads.size() == 1);
-    CHECK(log.warnings().size() <= 2);
+    CHECK(log.at_level("warning").size() <= 2);
 }
 
 TEST_CASE("PCI host bridge: the device hears where its BARs are mapped") {
@@ -763,7 +747,7 @@ TEST_CASE("PCI host bridge: the device hears where its BARs are mapped") {
     CapturedLog log;
     pci.write_config(1, 0x10, 4, 0xc020);  // taken: off the bus, and not back on
     CHECK(device.mapping_changes == std::vector<Change>{{0, std::nullopt}});
-    CHECK(log.warnings().size() == 1);
+    CHECK(log.at_level("warning").size() == 1);
     device.mapping_changes.clear();
 
     pci.write_config(1, 0x04, 2, PciConfigSpace::kCommandMemoryEnable);
@@ -858,4 +842,62 @@ TEST_CASE("PCI host bridge: concurrent config writes and BAR accesses and interr
     CHECK_FALSE(torn);
     CHECK(device.config().command() == 0x0001);
     CHECK_FALSE(pci.irqs.at(16)->level);
+}
+
+TEST_CASE("PCI host bridge: a device hears its address at registration") {
+    TestDevice first;
+    TestDevice second;
+    PciBus pci;
+    CHECK_FALSE(first.address);
+    pci.bridge.register_device(first);
+    pci.bridge.register_device(second);
+    CHECK(first.address == PciBdf{0, 1, 0});
+    CHECK(second.address == PciBdf{0, 2, 0});
+}
+
+// ---------------------------------------------------------------- tracing
+
+TEST_CASE("PCI host bridge trace: config accesses and BAR mappings", "[trace]") {
+    CapturedLog log;
+    TestDevice device({{0, PciBarKind::Io, 32}, {1, PciBarKind::Memory32, 0x1000}});
+    PciBus pci;
+    pci.bridge.register_device(device);
+    pci.bridge.set_trace(true);
+    CHECK(pci.bridge.trace());
+
+    CHECK(pci.read_config(1, 0x10, 4) == 0xc001);
+    pci.write_config(1, 0x04, 2, PciConfigSpace::kCommandIoEnable);
+    CHECK(pci.read_config(1, 0x0e, 1) == 0);          // a byte inside the dword
+    CHECK(pci.read_config(5, 0x00, 4) == 0xffff'ffff);  // nothing there
+    pci.write_config(1, 0x04, 2, 0);
+
+    const auto lines = log.matching("trace pci ");
+    REQUIRE(lines.size() == 7);
+    CHECK_THAT(lines[0], Catch::Contains("[info] trace pci 00:01.0 read  off=0x10 len=4 val=0x0000c001"));
+    CHECK_THAT(lines[1], Catch::Contains("trace pci 00:01.0 write off=0x04 len=2 val=0x0001"));
+    CHECK_THAT(lines[2], Catch::Contains("trace pci 00:01.0 BAR0 map io 0xc000+0x20"));  // after the write that caused it
+    CHECK_THAT(lines[3], Catch::Contains("trace pci 00:01.0 read  off=0x0e len=1 val=0x00"));
+    CHECK_THAT(lines[4], Catch::Contains("trace pci 00:05.0 read  off=0x00 len=4 val=0xffffffff no device"));
+    CHECK_THAT(lines[5], Catch::Contains("trace pci 00:01.0 write off=0x04 len=2 val=0x0000"));
+    CHECK_THAT(lines[6], Catch::Contains("trace pci 00:01.0 BAR0 unmap io 0xc000+0x20"));
+
+    SECTION("a data-window access without the enable bit says so") {
+        pci.out(0xcf8, 4, 0x0000'0800);
+        CHECK(pci.in(0xcfc, 4) == 0xffff'ffff);
+        CHECK(log.count("trace pci 00:01.0 read  off=0x00 len=4 val=0xffffffff not enabled") == 1);
+    }
+}
+
+TEST_CASE("PCI host bridge trace: off by default and when turned off", "[trace]") {
+    CapturedLog log;
+    TestDevice device;
+    PciBus pci;
+    pci.bridge.register_device(device);
+    CHECK_FALSE(pci.bridge.trace());
+    (void)pci.read_config(1, 0x00, 4);
+    pci.write_config(1, 0x04, 2, PciConfigSpace::kCommandIoEnable);
+    pci.bridge.set_trace(true);
+    pci.bridge.set_trace(false);
+    pci.write_config(1, 0x04, 2, 0);
+    CHECK(log.count("trace") == 0);
 }

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "driver_ring.h"
-#include "log_capture.h"
+#include "captured_log.h"
+#include "ring_driver.h"
 #include "test_helpers.h"
 #include "virtio/virtio_console.h"
 #include "virtio/virtio_pci_legacy.h"
@@ -16,8 +16,8 @@
 #include "vmm/guest_memory.h"
 
 using namespace minikvm;
-using test_helpers::Driver;
-using test_helpers::LogCapture;
+using Driver = test_helpers::RingDriver;
+using test_helpers::CapturedLog;
 
 namespace {
 
@@ -131,7 +131,7 @@ TEST_CASE("virtio-console: output queued before DRIVER_OK is sent at activation"
 
 TEST_CASE("virtio-console: a transmit chain with a writable buffer is completed, counted and logged", "[virtio-console]") {
     Rig rig;
-    LogCapture log;
+    CapturedLog log;
     REQUIRE(rig.memory.write(kData, bytes_of("secret")));
     rig.tx.descriptor(0, kData, 6, kNext, 1);
     rig.tx.descriptor(1, kData + 0x1000, 16, kWrite);
@@ -173,7 +173,7 @@ TEST_CASE("virtio-console: input goes only into posted buffers; the rest waits f
 
 TEST_CASE("virtio-console: a receive chain without a writable buffer takes no input", "[virtio-console]") {
     Rig rig;
-    LogCapture log;
+    CapturedLog log;
     rig.rx.descriptor(0, kData, 8);  // device-readable: useless for input
     rig.rx.descriptor(1, kData + 0x100, 8, kWrite);
     rig.rx.offer(0);
@@ -203,7 +203,7 @@ TEST_CASE("virtio-console: EVENT_IDX suppresses the interrupt until used_event i
 
 TEST_CASE("virtio-console: a ring-rule violation is reported to the transport", "[virtio-console]") {
     Rig rig;
-    LogCapture log;
+    CapturedLog log;
     rig.tx.descriptor(0, kData, 4, kNext, 0);  // a chain that points at itself
     rig.tx.offer(0);
     rig.console.queue_notified(VirtioConsole::kTransmitQueue);
@@ -235,7 +235,7 @@ TEST_CASE("virtio-console: emergency write outputs one byte; other config writes
     const uint8_t straddling[2] = {'?', 'Q'};  // bytes 7 and 8: byte 8 is the character
     console.write_config(VirtioConsole::kConfigEmergWrite - 1, straddling);
     CHECK(output == "XQ");
-    LogCapture log;
+    CapturedLog log;
     const uint8_t cols[2] = {1, 2};
     console.write_config(VirtioConsole::kConfigCols, cols);
     CHECK(output == "XQ");

@@ -21,8 +21,9 @@
 #include <tuple>
 #include <vector>
 
-#include "log_capture.h"
+#include "captured_log.h"
 #include "test_helpers.h"
+#include "virtio_pci_rig.h"
 #include "devices/irq_line.h"
 #include "devices/pci_config_space.h"
 #include "devices/pci_host_bridge.h"
@@ -33,126 +34,12 @@
 #include "vmm/guest_memory.h"
 
 using namespace minikvm;
-using V = VirtioPciLegacy;
-using test_helpers::LogCapture;
 
 namespace {
 
-constexpr uint64_t kRamSize = 16ULL << 20;
-constexpr uint32_t kRingPfn = 0x10;        // 64 KiB
-constexpr uint32_t kRingPfn2 = 0x20;       // 128 KiB
-constexpr uint32_t kPfnOutsideRam = 0x100000;  // 4 GiB, far past 16 MiB of RAM
-constexpr uint8_t kHandshake = V::kStatusAcknowledge | V::kStatusDriver;
-constexpr uint8_t kReady = kHandshake | V::kStatusDriverOk;
-
-class FakeDevice : public VirtioDevice {
-public:
-    explicit FakeDevice(VirtioDeviceType type = VirtioDeviceType::Console, uint32_t config_size = 12,
-                        std::vector<uint16_t> sizes = {64, 128})
-        : type_(type), sizes_(std::move(sizes)), config_(config_size) {
-        for (size_t i = 0; i < config_.size(); ++i) config_[i] = static_cast<uint8_t>(0xa0 + i);
-    }
-
-    VirtioDeviceType device_type() const override { return type_; }
-    uint64_t device_features() const override { return features; }
-    unsigned queue_count() const override { return static_cast<unsigned>(sizes_.size()); }
-    uint16_t queue_max_size(unsigned index) const override { return sizes_.at(index); }
-    uint32_t config_size() const override { return static_cast<uint32_t>(config_.size()); }
-    void read_config(uint32_t offset, std::span<uint8_t> data) override {
-        REQUIRE(offset + data.size() <= config_.size());
-        std::memcpy(data.data(), config_.data() + offset, data.size());
-    }
-    void write_config(uint32_t offset, std::span<const uint8_t> data) override {
-        REQUIRE(offset + data.size() <= config_.size());
-        std::memcpy(config_.data() + offset, data.data(), data.size());
-    }
-    void activate(uint64_t negotiated, std::span<VirtQueue> queues, VirtioTransportSignals& signals) override {
-        std::lock_guard lock(mutex);
-        ++activations;
-        negotiated_features = negotiated;
-        queues_ = queues;
-        signals_ = &signals;
-        ready_at_activation.clear();
-        for (const VirtQueue& queue : queues) ready_at_activation.push_back(queue.ready());
-    }
-    void reset() override {
-        std::lock_guard lock(mutex);
-        ++resets;
-        queues_ = {};
-        signals_ = nullptr;
-    }
-    void queue_notified(unsigned index) override {
-        std::lock_guard lock(mutex);
-        notified.push_back(index);
-        if (signal_on_notify && signals_ != nullptr) signals_->signal_used_buffer();
-    }
-
-    VirtioTransportSignals* signals() {
-        std::lock_guard lock(mutex);
-        return signals_;
-    }
-    std::span<VirtQueue> queues() {
-        std::lock_guard lock(mutex);
-        return queues_;
-    }
-    std::vector<unsigned> notified_copy() {
-        std::lock_guard lock(mutex);
-        return notified;
-    }
-    const std::vector<uint8_t>& config_bytes() const { return config_; }
-
-    uint64_t features = 0x0000'0003'8000'0005ULL;  // bits 0, 2, 31 low; 32, 33 high
-    bool signal_on_notify = false;
-    std::mutex mutex;
-    int activations = 0;
-    int resets = 0;
-    uint64_t negotiated_features = 0;
-    std::vector<unsigned> notified;
-    std::vector<bool> ready_at_activation;
-
-private:
-    VirtioDeviceType type_;
-    std::vector<uint16_t> sizes_;
-    std::vector<uint8_t> config_;
-    std::span<VirtQueue> queues_;
-    VirtioTransportSignals* signals_ = nullptr;
-};
-
+using namespace virtio_pci_rig;
+using test_helpers::CapturedLog;
 using test_helpers::FakeIrq;
-
-uint32_t reg_read(V& transport, uint64_t offset, size_t width) {
-    uint8_t bytes[4] = {};
-    transport.read(offset, std::span(bytes, width));
-    return test_helpers::from_le(std::span(bytes, width));
-}
-
-void reg_write(V& transport, uint64_t offset, size_t width, uint32_t value) {
-    uint8_t bytes[4] = {};
-    test_helpers::to_le(value, std::span(bytes, width));
-    transport.write(offset, std::span<const uint8_t>(bytes, width));
-}
-
-// A transport with its fake device, guest RAM and INTx line.
-struct Rig {
-    explicit Rig(FakeDevice* custom = nullptr)
-        : device(custom != nullptr ? nullptr : std::make_unique<FakeDevice>()),
-          dev(custom != nullptr ? *custom : *device),
-          transport(dev, memory, "virtio-test") {
-        transport.connect_intx(irq);
-    }
-
-    void place_queue(uint16_t index, uint32_t pfn) {
-        reg_write(transport, V::kQueueSelect, 2, index);
-        reg_write(transport, V::kQueuePfn, 4, pfn);
-    }
-    void driver_ok() { reg_write(transport, V::kStatus, 1, kReady); }
-
-    GuestMemory memory = GuestMemory::allocate(kRamSize);
-    std::unique_ptr<FakeDevice> device;
-    FakeDevice& dev;
-    FakeIrq irq;
-    V transport;
-};
 
 // Real eventfds (what KVM would signal) heard by a real event loop; records
 // what is registered.
@@ -226,7 +113,7 @@ bool wait_for(Predicate predicate) {
 }  // namespace
 
 TEST_CASE("virtio-pci legacy: PCI identity per device type", "[virtio-pci]") {
-    LogCapture log(spdlog::level::trace);  // keeps the expected warnings off the test output
+    CapturedLog log;  // keeps the expected warnings off the test output
     const auto check = [](VirtioDeviceType type, uint16_t device_id, uint32_t class_code) {
         const PciIdentity id = V::identity_for(type);
         CHECK(id.vendor_id == 0x1af4);
@@ -258,7 +145,7 @@ TEST_CASE("virtio-pci legacy: PCI identity per device type", "[virtio-pci]") {
 }
 
 TEST_CASE("virtio-pci legacy: BAR 0 is an I/O BAR sized for registers and config", "[virtio-pci]") {
-    LogCapture log(spdlog::level::trace);  // keeps the expected warnings off the test output
+    CapturedLog log;  // keeps the expected warnings off the test output
     CHECK(V::bar_size_for(0) == 32);
     CHECK(V::bar_size_for(12) == 32);
     CHECK(V::bar_size_for(13) == 64);
@@ -283,7 +170,7 @@ TEST_CASE("virtio-pci legacy: BAR 0 is an I/O BAR sized for registers and config
 }
 
 TEST_CASE("virtio-pci legacy: registers through the PCI host bridge", "[virtio-pci]") {
-    LogCapture log(spdlog::level::trace);  // keeps the expected warnings off the test output
+    CapturedLog log;  // keeps the expected warnings off the test output
     IoBus io("io");
     MmioBus mmio("mmio");
     std::vector<FakeIrq*> lines;
@@ -311,7 +198,7 @@ TEST_CASE("virtio-pci legacy: registers through the PCI host bridge", "[virtio-p
 }
 
 TEST_CASE("virtio-pci legacy: feature negotiation keeps only offered low bits", "[virtio-pci]") {
-    LogCapture log(spdlog::level::trace);  // keeps the expected warnings off the test output
+    CapturedLog log;  // keeps the expected warnings off the test output
     Rig rig;
     CHECK(reg_read(rig.transport, V::kHostFeatures, 4) == 0x8000'0005u);  // the high bits are not legacy's
     reg_write(rig.transport, V::kGuestFeatures, 4, 0xffff'ffff);
@@ -327,7 +214,7 @@ TEST_CASE("virtio-pci legacy: feature negotiation keeps only offered low bits", 
 }
 
 TEST_CASE("virtio-pci legacy: ring features reach the queues", "[virtio-pci]") {
-    LogCapture log(spdlog::level::trace);  // keeps the expected warnings off the test output
+    CapturedLog log;  // keeps the expected warnings off the test output
     FakeDevice device;
     device.features = (1ULL << 28) | (1ULL << 29);
     Rig rig(&device);
@@ -340,7 +227,7 @@ TEST_CASE("virtio-pci legacy: ring features reach the queues", "[virtio-pci]") {
 }
 
 TEST_CASE("virtio-pci legacy: queue select, size and PFN", "[virtio-pci]") {
-    LogCapture log(spdlog::level::trace);  // keeps the expected warnings off the test output
+    CapturedLog log;  // keeps the expected warnings off the test output
     Rig rig;
     CHECK(reg_read(rig.transport, V::kQueueSize, 2) == 64);  // queue 0 selected after reset
     reg_write(rig.transport, V::kQueueSelect, 2, 1);
@@ -384,7 +271,7 @@ TEST_CASE("virtio-pci legacy: queue select, size and PFN", "[virtio-pci]") {
 }
 
 TEST_CASE("virtio-pci legacy: notify reaches the device once it runs", "[virtio-pci]") {
-    LogCapture log(spdlog::level::trace);
+    CapturedLog log;
     Rig rig;
     rig.place_queue(0, kRingPfn);
     rig.place_queue(1, kRingPfn2);
@@ -406,7 +293,7 @@ TEST_CASE("virtio-pci legacy: notify reaches the device once it runs", "[virtio-
 }
 
 TEST_CASE("virtio-pci legacy: notify of a queue never set up is ignored", "[virtio-pci]") {
-    LogCapture log(spdlog::level::trace);
+    CapturedLog log;
     Rig rig;
     rig.place_queue(0, kRingPfn);
     rig.driver_ok();
@@ -418,7 +305,7 @@ TEST_CASE("virtio-pci legacy: notify of a queue never set up is ignored", "[virt
 }
 
 TEST_CASE("virtio-pci legacy: a ring outside RAM breaks the device until status 0", "[virtio-pci]") {
-    LogCapture log(spdlog::level::trace);
+    CapturedLog log;
     Rig rig;
     reg_write(rig.transport, V::kStatus, 1, kHandshake);
     rig.place_queue(0, kRingPfn);
@@ -446,7 +333,7 @@ TEST_CASE("virtio-pci legacy: a ring outside RAM breaks the device until status 
 }
 
 TEST_CASE("virtio-pci legacy: a device reporting itself broken stops being served", "[virtio-pci]") {
-    LogCapture log(spdlog::level::trace);
+    CapturedLog log;
     Rig rig;
     rig.place_queue(0, kRingPfn);
     rig.driver_ok();
@@ -472,7 +359,7 @@ TEST_CASE("virtio-pci legacy: a device reporting itself broken stops being serve
 }
 
 TEST_CASE("virtio-pci legacy: status 0 resets everything", "[virtio-pci]") {
-    LogCapture log(spdlog::level::trace);  // keeps the expected warnings off the test output
+    CapturedLog log;  // keeps the expected warnings off the test output
     Rig rig;
     reg_write(rig.transport, V::kGuestFeatures, 4, 0x5);
     rig.place_queue(1, kRingPfn2);
@@ -501,7 +388,7 @@ TEST_CASE("virtio-pci legacy: status 0 resets everything", "[virtio-pci]") {
 }
 
 TEST_CASE("virtio-pci legacy: DRIVER_OK activates once", "[virtio-pci]") {
-    LogCapture log(spdlog::level::trace);
+    CapturedLog log;
     Rig rig;
     rig.driver_ok();
     rig.driver_ok();
@@ -523,7 +410,7 @@ TEST_CASE("virtio-pci legacy: DRIVER_OK activates once", "[virtio-pci]") {
 }
 
 TEST_CASE("virtio-pci legacy: used-buffer interrupt, ISR read clears and lowers", "[virtio-pci]") {
-    LogCapture log(spdlog::level::trace);  // keeps the expected warnings off the test output
+    CapturedLog log;  // keeps the expected warnings off the test output
     FakeDevice device;
     device.signal_on_notify = true;
     Rig rig(&device);
@@ -562,7 +449,7 @@ TEST_CASE("virtio-pci legacy: used-buffer interrupt, ISR read clears and lowers"
 }
 
 TEST_CASE("virtio-pci legacy: register widths", "[virtio-pci]") {
-    LogCapture log(spdlog::level::trace);
+    CapturedLog log;
     Rig rig;
     reg_write(rig.transport, V::kGuestFeatures, 4, 0x8000'0005);
 
@@ -594,7 +481,7 @@ TEST_CASE("virtio-pci legacy: register widths", "[virtio-pci]") {
 }
 
 TEST_CASE("virtio-pci legacy: writes to read-only registers are ignored", "[virtio-pci]") {
-    LogCapture log(spdlog::level::trace);
+    CapturedLog log;
     Rig rig;
     reg_write(rig.transport, V::kHostFeatures, 4, 0);
     CHECK(reg_read(rig.transport, V::kHostFeatures, 4) == 0x8000'0005u);
@@ -610,7 +497,7 @@ TEST_CASE("virtio-pci legacy: writes to read-only registers are ignored", "[virt
 }
 
 TEST_CASE("virtio-pci legacy: device config space at every width, with bounds", "[virtio-pci]") {
-    LogCapture log(spdlog::level::trace);  // keeps the expected warnings off the test output
+    CapturedLog log;  // keeps the expected warnings off the test output
     Rig rig;  // 12 config bytes: 0xa0..0xab, BAR of 32
     const auto& bytes = rig.dev.config_bytes();
     CHECK(reg_read(rig.transport, V::kConfig, 1) == 0xa0);
@@ -640,7 +527,7 @@ TEST_CASE("virtio-pci legacy: device config space at every width, with bounds", 
 }
 
 TEST_CASE("virtio-pci legacy: notify ioeventfds follow BAR 0", "[virtio-pci]") {
-    LogCapture log(spdlog::level::trace);  // keeps the expected warnings off the test output
+    CapturedLog log;  // keeps the expected warnings off the test output
     GuestMemory memory = GuestMemory::allocate(kRamSize);
     FakeEventfds eventfds;
     FakeDevice device;
@@ -666,10 +553,13 @@ TEST_CASE("virtio-pci legacy: notify ioeventfds follow BAR 0", "[virtio-pci]") {
         reg_write(transport, V::kQueueSelect, 2, 1);
         reg_write(transport, V::kQueuePfn, 4, kRingPfn2);
         reg_write(transport, V::kStatus, 1, kReady);
+        transport.set_trace(true);
         const uint64_t one = 1;
         REQUIRE(::write(eventfds.fd_for(1), &one, sizeof one) == sizeof one);
         CHECK(wait_for([&] { return device.notified_copy() == std::vector<unsigned>{1}; }));
         CHECK(wait_for([&] { return irq.level; }));
+        CHECK(log.count("trace virtio-eventfd-test notify q=1 eventfd") == 1);  // the trace tells the paths apart
+        transport.set_trace(false);
 
         transport.bar_mapping_changed(0, std::nullopt);  // unmapped
         CHECK(eventfds.live_ports().empty());
@@ -683,7 +573,7 @@ TEST_CASE("virtio-pci legacy: notify ioeventfds follow BAR 0", "[virtio-pci]") {
 }
 
 TEST_CASE("virtio-pci legacy: failing eventfd setup falls back to trapped kicks", "[virtio-pci]") {
-    LogCapture log(spdlog::level::trace);
+    CapturedLog log;
     GuestMemory memory = GuestMemory::allocate(kRamSize);
     FakeEventfds eventfds;
     eventfds.fail_after = 1;  // the second queue's eventfd fails

@@ -11,12 +11,12 @@
 #include <utility>
 #include <vector>
 
+#include "captured_log.h"
+#include "ring_driver.h"
 #include "virtio/descriptor_chain.h"
 #include "virtio/split_ring.h"
 #include "virtio/virtqueue.h"
 #include "vmm/guest_memory.h"
-#include "driver_ring.h"
-#include "log_capture.h"
 
 using namespace minikvm;
 namespace sr = minikvm::split_ring;
@@ -24,12 +24,6 @@ using Catch::Matchers::Contains;
 using Catch::Matchers::StartsWith;
 
 namespace {
-
-using test_helpers::Driver;
-using test_helpers::LogCapture;
-using test_helpers::put_descriptor;
-using test_helpers::put_le;
-using test_helpers::get_le;
 
 constexpr uint64_t kMiB = 1ULL << 20;
 constexpr uint64_t kRamSize = 16 * kMiB;
@@ -41,6 +35,12 @@ constexpr uint64_t kEventIdx = 1ULL << sr::kFeatureEventIdx;
 constexpr uint16_t kNext = sr::kDescNext;
 constexpr uint16_t kWrite = sr::kDescWrite;
 constexpr uint16_t kIndirectFlag = sr::kDescIndirect;
+
+using test_helpers::get_le;
+using test_helpers::put_descriptor;
+using test_helpers::put_le;
+using Driver = test_helpers::RingDriver;
+using LogCapture = test_helpers::CapturedLog;
 
 struct Fixture {
     GuestMemory memory = GuestMemory::allocate(kRamSize);

@@ -1,9 +1,11 @@
 #pragma once
-// The driver's half of a legacy split ring, for unit tests: lays out and
-// fills rings in a real GuestMemory the way a guest's virtio_ring does.
+// The driver's half of a legacy split ring, for tests: lays out and fills
+// the rings in guest RAM the way a guest's virtio_ring does, and reads back
+// what the device wrote.
 
 #include <catch2/catch.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <utility>
@@ -13,16 +15,15 @@
 
 namespace test_helpers {
 
-using minikvm::GuestMemory;
 namespace sr = minikvm::split_ring;
 
-inline void put_le(const GuestMemory& memory, uint64_t address, uint64_t value, size_t bytes) {
+inline void put_le(const minikvm::GuestMemory& memory, uint64_t address, uint64_t value, size_t bytes) {
     uint8_t raw[8];
     for (size_t i = 0; i < bytes; ++i) raw[i] = static_cast<uint8_t>(value >> (8 * i));
     REQUIRE(memory.write(address, std::span<const uint8_t>(raw, bytes)));
 }
 
-inline uint64_t get_le(const GuestMemory& memory, uint64_t address, size_t bytes) {
+inline uint64_t get_le(const minikvm::GuestMemory& memory, uint64_t address, size_t bytes) {
     uint8_t raw[8] = {};
     REQUIRE(memory.read(address, std::span<uint8_t>(raw, bytes)));
     uint64_t value = 0;
@@ -32,8 +33,8 @@ inline uint64_t get_le(const GuestMemory& memory, uint64_t address, size_t bytes
 
 // Writes a descriptor {addr, len, flags, next} at `address` (a ring slot or
 // an indirect table entry).
-inline void put_descriptor(const GuestMemory& memory, uint64_t address, uint64_t addr, uint32_t len, uint16_t flags,
-                    uint16_t next) {
+inline void put_descriptor(const minikvm::GuestMemory& memory, uint64_t address, uint64_t addr, uint32_t len,
+                           uint16_t flags, uint16_t next) {
     put_le(memory, address, addr, 8);
     put_le(memory, address + 8, len, 4);
     put_le(memory, address + 12, flags, 2);
@@ -42,8 +43,8 @@ inline void put_descriptor(const GuestMemory& memory, uint64_t address, uint64_t
 
 // The driver's half of one legacy ring (guest RAM from mmap is already zero,
 // as a driver leaves a fresh ring).
-struct Driver {
-    const GuestMemory& memory;
+struct RingDriver {
+    const minikvm::GuestMemory& memory;
     uint32_t pfn;
     uint32_t size;
     uint64_t base = uint64_t{pfn} << sr::kLegacyPageShift;
