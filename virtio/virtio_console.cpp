@@ -80,6 +80,11 @@ void VirtioConsole::queue_notified(unsigned index) {
     if (index == kTransmitQueue) transmit_all();
 }
 
+void VirtioConsole::inspect_queues(const std::function<void()>& inspect) {
+    std::lock_guard lock(mutex_);
+    inspect();
+}
+
 void VirtioConsole::transmit_all() {
     VirtQueue& queue = queues_[kTransmitQueue];
     if (!queue.ready()) return;

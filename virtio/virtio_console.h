@@ -79,6 +79,8 @@ public:
                   VirtioTransportSignals& signals) override;
     void reset() override;
     void queue_notified(unsigned index) override;
+    // receive() uses the queues from the input thread: hold its lock.
+    void inspect_queues(const std::function<void()>& inspect) override;
 
     // ConsoleInputSink: host input into posted receive buffers.
     size_t receive(std::span<const uint8_t> bytes) override;

@@ -49,6 +49,11 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
     auto* cmdline_option = app.add_option("-a,--cmdline", machine.command_line,
                                           "kernel command line [default: console=ttyS0, or console=hvc0 with --console virtio]");
     std::string console = "serial";
+    std::string trace;
+    app.add_option("--trace", trace,
+                   "debug traces on stderr (info lines; raises --log-level to info): virtio (every register access, "
+                   "kick, interrupt and chain of the virtio devices), pci (every configuration access), all; "
+                   "comma-separated");
     app.add_option("--console", console,
                    "device wired to the terminal: serial (8250 COM1), virtio (virtio-console, the guest's hvc0; the "
                    "8250 still prints) or none")
@@ -83,10 +88,18 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
         return usage_error(fmt::format("--memory {}: more than this host's {} MiB of RAM", memory_text, host_memory >> 20));
     machine.memory_bytes = *memory;
     if (!initrd.empty()) machine.initrd_path = initrd;
+    if (!trace.empty()) {
+        std::optional<TraceFlags> flags = parse_trace_list(trace);
+        if (!flags) return usage_error(fmt::format("--trace {}: use a comma-separated list of {}", trace, kTraceNames));
+        machine.trace = *flags;
+    }
     machine.console = console == "virtio" ? ConsoleMode::Virtio : console == "none" ? ConsoleMode::None : ConsoleMode::Serial;
     if (cmdline_option->count() == 0)
         machine.command_line = machine.console == ConsoleMode::Virtio ? "console=hvc0" : "console=ttyS0";
     result.log_level = spdlog::level::from_str(log_level);
+    // Traces are info lines: asking for one must not be silenced by the default level.
+    if ((machine.trace.virtio || machine.trace.pci) && result.log_level > spdlog::level::info)
+        result.log_level = spdlog::level::info;
     return {result, 0, "", false};
 }
 

@@ -66,7 +66,7 @@ uint32_t cpuid_value(const std::vector<kvm_cpuid_entry2>& entries, uint32_t func
 }  // namespace
 
 Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_point process_start)
-    : signal_block_({SIGINT, SIGTERM, SIGHUP, SIGWINCH, VcpuRunner::kick_signal()}),
+    : signal_block_({SIGINT, SIGTERM, SIGHUP, SIGWINCH, SIGUSR1, VcpuRunner::kick_signal()}),
       config_(config),
       process_start_(process_start),
       kvm_(Kvm::open()),
@@ -106,6 +106,7 @@ void Machine::add_devices() {
     io_bus_.add(DebugExit::kPort, 1, debug_exit_);
     io_bus_.add(CmosRtc::kBasePort, CmosRtc::kPortCount, rtc_);
     io_bus_.add(AcpiPm::kBasePort, AcpiPm::kPortCount, acpi_pm_);
+    pci_.set_trace(config_.trace.pci);
     io_bus_.add(PciHostBridge::kBasePort, PciHostBridge::kPortCount, pci_);
     // POST code, DMA page registers and the delay port Linux's io_delay uses.
     io_bus_.add(0x80, 0x10, quiet_ports_);
@@ -117,8 +118,30 @@ void Machine::add_virtio_console() {
     virtio_console_ = std::make_unique<VirtioConsole>("virtio-console0", write_to_terminal, terminal_size());
     virtio_console_pci_ =
         std::make_unique<VirtioPciLegacy>(*virtio_console_, memory_, "virtio-console0", &notify_eventfds_);
+    virtio_console_pci_->set_trace(config_.trace.virtio);
     PciBdf address = pci_.register_device(*virtio_console_pci_);
     spdlog::debug("virtio-console0 at PCI 00:{:02x}.0", address.device);
+    virtio_transports_.push_back(virtio_console_pci_.get());
+}
+
+void Machine::dump_device_state(bool terminal_raw) const {
+    std::string report = fmt::format("minikvm: state dump (SIGUSR1): {} virtio device(s)\n", virtio_transports_.size());
+    for (const VirtioPciLegacy* transport : virtio_transports_) report += transport->state_report();
+    // In raw mode a bare "\n" would not return the cursor.
+    if (terminal_raw) {
+        std::string converted;
+        for (char c : report) {
+            if (c == '\n') converted += '\r';
+            converted += c;
+        }
+        report = std::move(converted);
+    }
+    [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, report.data(), report.size());
+}
+
+void Machine::warn_about_idle_devices() const {
+    for (const VirtioPciLegacy* transport : virtio_transports_)
+        if (auto warning = transport->never_driver_ok_warning()) spdlog::warn("{}", *warning);
 }
 
 ConsoleInputSink* Machine::console_input_sink() {
@@ -170,7 +193,7 @@ void Machine::set_up_vcpus(uint64_t entry) {
 }
 
 int Machine::run() {
-    // Stop signals and SIGWINCH are read from a signalfd here; every thread
+    // Stop signals, SIGWINCH and SIGUSR1 (state dump) are read from a signalfd here; every thread
     // inherits the block (signal_block_), and vCPU threads unblock only the
     // kick signal.
     ::signal(SIGPIPE, SIG_IGN);
@@ -197,6 +220,7 @@ int Machine::run() {
                 signalfd_siginfo info{};
                 if (::read(signals.get(), &info, sizeof(info)) != sizeof(info)) continue;
                 if (info.ssi_signo == SIGWINCH) terminal_resized();
+                else if (info.ssi_signo == SIGUSR1) dump_device_state(terminal && terminal->active());
                 else stop_.request(to_int(ExitCode::Stopped), fmt::format("stopped by signal {}", strsignal(info.ssi_signo)));
             }
             if (ready == 0) probe_for_halt();
@@ -204,6 +228,7 @@ int Machine::run() {
         for (auto& runner : runners_) runner->request_stop();
         for (auto& runner : runners_) runner->join();
     }  // the input thread stops here, before the terminal is restored
+    warn_about_idle_devices();
     int status = stop_.exit_status();
     auto level = status == to_int(ExitCode::GuestPowerOff) ? spdlog::level::info
                  : status == to_int(ExitCode::GuestCrash)  ? spdlog::level::err

@@ -27,6 +27,7 @@
 #include "vmm/kvm.h"
 #include "vmm/signal_block.h"
 #include "vmm/stop_request.h"
+#include "vmm/trace_flags.h"
 #include "vmm/vcpu.h"
 #include "vmm/vcpu_runner.h"
 #include "vmm/vm.h"
@@ -46,6 +47,7 @@ struct MachineConfig {
     uint32_t cpus = 1;
     uint64_t memory_bytes = 256ULL << 20;
     ConsoleMode console = ConsoleMode::Serial;
+    TraceFlags trace;
 };
 
 class Machine {
@@ -62,6 +64,10 @@ private:
     // Where the guest's console input goes, if anywhere.
     ConsoleInputSink* console_input_sink();
     void terminal_resized();
+    // SIGUSR1: every virtio device's state, on stderr.
+    void dump_device_state(bool terminal_raw) const;
+    // At exit: a warning for each virtio device the guest never initialised.
+    void warn_about_idle_devices() const;
     void set_up_vcpus(uint64_t entry);
     void probe_for_halt();
 
@@ -94,6 +100,8 @@ private:
     KvmNotifyEventfds notify_eventfds_{vm_, event_loop_};
     std::unique_ptr<VirtioConsole> virtio_console_;
     std::unique_ptr<VirtioPciLegacy> virtio_console_pci_;
+    // Every virtio transport above, for the state dump and exit warnings.
+    std::vector<VirtioPciLegacy*> virtio_transports_;
 
     std::vector<std::unique_ptr<Vcpu>> vcpus_;
     std::vector<std::unique_ptr<VcpuRunner>> runners_;

@@ -51,6 +51,17 @@ TEST_CASE("good command lines give a machine config with defaults") {
     CHECK(outcome.command_line->machine.console == ConsoleMode::Serial);
 }
 
+TEST_CASE("--trace turns traces on and makes sure info lines are shown") {
+    auto outcome = parse({"-k", "bz", "--trace", "virtio"});
+    REQUIRE(outcome.command_line);
+    CHECK(outcome.command_line->machine.trace == TraceFlags{.virtio = true, .pci = false});
+    CHECK(outcome.command_line->log_level == spdlog::level::info);
+    outcome = parse({"-k", "bz", "--trace", "all", "--log-level", "debug"});
+    REQUIRE(outcome.command_line);
+    CHECK(outcome.command_line->machine.trace == TraceFlags{.virtio = true, .pci = true});
+    CHECK(outcome.command_line->log_level == spdlog::level::debug);
+}
+
 TEST_CASE("--console picks the terminal's device and the default console= follows it") {
     auto outcome = parse({"-k", "bz", "--console", "virtio"});
     REQUIRE(outcome.command_line);
@@ -89,6 +100,7 @@ TEST_CASE("bad command lines get one line and exit code 2") {
     expect_usage_error({"-k", "bz", "-m", "9G"}, "more than this host");
     expect_usage_error({"-k", "bz", "--log-level", "loud"}, "--log-level");
     expect_usage_error({"-k", "bz", "--console", "hvc0"}, "--console");
+    expect_usage_error({"-k", "bz", "--trace", "virtio,usb"}, "--trace virtio,usb");
     expect_usage_error({"-k"}, "--kernel");
 }
 
