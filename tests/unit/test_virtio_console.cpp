@@ -256,8 +256,8 @@ TEST_CASE("virtio-console: end to end through the legacy virtio-pci transport", 
     GuestMemory memory = GuestMemory::allocate(kRamSize);
     std::string output;
     VirtioConsole console("c", [&](std::span<const uint8_t> out) { output.append(out.begin(), out.end()); }, std::nullopt);
+    test_helpers::FakeIrq irq;  // outlives the transport, which lowers it when it resets
     VirtioPciLegacy transport(console, memory, "virtio-console-test");
-    test_helpers::FakeIrq irq;
     transport.connect_intx(irq);
     auto write = [&](uint32_t offset, uint32_t width, uint32_t value) {
         uint8_t bytes[4];
