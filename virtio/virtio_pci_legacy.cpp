@@ -138,8 +138,14 @@ VirtioPciLegacy::~VirtioPciLegacy() {
         std::lock_guard lock(eventfd_mutex_);
         unregister_eventfds();
     }
-    // The device must stop using the queues before they go away.
+    // The device must stop using the queues before they go away. The INTx
+    // line is left as it is: whoever owns it may be gone already (the PCI
+    // bridge, at the end of a run), and nobody listens any more.
     std::lock_guard lock(device_mutex_);
+    {
+        std::lock_guard state(state_mutex_);
+        intx_ = nullptr;
+    }
     reset_locked();
 }
 
