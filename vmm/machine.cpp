@@ -57,6 +57,13 @@ std::optional<VirtioConsole::TerminalSize> terminal_size() {
     return VirtioConsole::TerminalSize{size.ws_col, size.ws_row};
 }
 
+std::vector<DiskImage> open_disk_images(const std::vector<DiskConfig>& disks) {
+    std::vector<DiskImage> images;
+    images.reserve(disks.size());
+    for (const DiskConfig& disk : disks) images.push_back(DiskImage::open(disk));
+    return images;
+}
+
 uint32_t cpuid_value(const std::vector<kvm_cpuid_entry2>& entries, uint32_t function, uint32_t kvm_cpuid_entry2::*reg) {
     for (const auto& entry : entries)
         if (entry.function == function) return entry.*reg;
@@ -69,6 +76,7 @@ Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_po
     : signal_block_({SIGINT, SIGTERM, SIGHUP, SIGWINCH, VcpuRunner::kick_signal()}),
       config_(config),
       process_start_(process_start),
+      disk_images_(open_disk_images(config.disks)),
       kvm_(Kvm::open()),
       vm_(Vm::create(kvm_)),
       memory_(GuestMemory::allocate(config.memory_bytes)),

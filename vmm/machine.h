@@ -23,6 +23,8 @@
 #include "virtio/virtio_pci_legacy.h"
 #include "vmm/event_loop.h"
 #include "vmm/bus.h"
+#include "vmm/disk_config.h"
+#include "vmm/disk_image.h"
 #include "vmm/guest_memory.h"
 #include "vmm/kvm.h"
 #include "vmm/signal_block.h"
@@ -46,6 +48,7 @@ struct MachineConfig {
     uint32_t cpus = 1;
     uint64_t memory_bytes = 256ULL << 20;
     ConsoleMode console = ConsoleMode::Serial;
+    std::vector<DiskConfig> disks;  // virtio-blk0, virtio-blk1... in this order
 };
 
 class Machine {
@@ -69,6 +72,9 @@ private:
     SignalBlock signal_block_;
     MachineConfig config_;
     std::chrono::steady_clock::time_point process_start_;
+    // Opened and locked first: a bad --disk is reported (exit 6) before
+    // anything else is set up.
+    std::vector<DiskImage> disk_images_;
     Kvm kvm_;
     Vm vm_;
     GuestMemory memory_;
