@@ -192,6 +192,11 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
     }
     if (!initrd.empty()) machine.initrd_path = initrd;
     machine.console = console == "virtio" ? ConsoleMode::Virtio : console == "none" ? ConsoleMode::None : ConsoleMode::Serial;
+    // Every virtio device is a PCI function with an interrupt line of its own.
+    const size_t pci_slots = PciHostBridge::kInterruptGsis.size() - (machine.console == ConsoleMode::Virtio ? 1 : 0);
+    if (machine.disks.size() > pci_slots)
+        return usage_error(fmt::format("--disk given {} times: at most {} disks fit{}", machine.disks.size(), pci_slots,
+                                       machine.console == ConsoleMode::Virtio ? " next to --console virtio" : ""));
     if (cmdline_option->count() == 0)
         machine.command_line = machine.console == ConsoleMode::Virtio ? "console=hvc0" : "console=ttyS0";
     result.log_level = spdlog::level::from_str(log_level);

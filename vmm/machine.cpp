@@ -119,6 +119,7 @@ void Machine::add_devices() {
     io_bus_.add(0x80, 0x10, quiet_ports_);
     io_bus_.add(0xed, 1, quiet_ports_);
     if (config_.console == ConsoleMode::Virtio) add_virtio_console();
+    add_virtio_disks();
 }
 
 void Machine::add_virtio_console() {
@@ -127,6 +128,17 @@ void Machine::add_virtio_console() {
         std::make_unique<VirtioPciLegacy>(*virtio_console_, memory_, "virtio-console0", &notify_eventfds_);
     PciBdf address = pci_.register_device(*virtio_console_pci_);
     spdlog::debug("virtio-console0 at PCI 00:{:02x}.0", address.device);
+}
+
+void Machine::add_virtio_disks() {
+    for (size_t i = 0; i < disk_images_.size(); ++i) {
+        const std::string name = fmt::format("virtio-blk{}", i);
+        disks_.push_back(std::make_unique<VirtioBlk>(name, std::move(disk_images_[i]), config_.disks[i], event_loop_));
+        disk_transports_.push_back(std::make_unique<VirtioPciLegacy>(*disks_.back(), memory_, name, &notify_eventfds_));
+        PciBdf address = pci_.register_device(*disk_transports_.back());
+        spdlog::debug("{} at PCI 00:{:02x}.0", name, address.device);
+    }
+    disk_images_.clear();  // all moved into their devices
 }
 
 ConsoleInputSink* Machine::console_input_sink() {

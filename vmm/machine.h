@@ -19,6 +19,7 @@
 #include "devices/quiet_ports.h"
 #include "devices/serial_8250.h"
 #include "virtio/notify_eventfds.h"
+#include "virtio/virtio_blk.h"
 #include "virtio/virtio_console.h"
 #include "virtio/virtio_pci_legacy.h"
 #include "vmm/event_loop.h"
@@ -62,6 +63,7 @@ public:
 private:
     void add_devices();
     void add_virtio_console();
+    void add_virtio_disks();
     // Where the guest's console input goes, if anywhere.
     ConsoleInputSink* console_input_sink();
     void terminal_resized();
@@ -100,6 +102,10 @@ private:
     KvmNotifyEventfds notify_eventfds_{vm_, event_loop_};
     std::unique_ptr<VirtioConsole> virtio_console_;
     std::unique_ptr<VirtioPciLegacy> virtio_console_pci_;
+    // One device and one transport per --disk; the transports (declared
+    // after) go first and reset their disks, which then finish their I/O.
+    std::vector<std::unique_ptr<VirtioBlk>> disks_;
+    std::vector<std::unique_ptr<VirtioPciLegacy>> disk_transports_;
 
     std::vector<std::unique_ptr<Vcpu>> vcpus_;
     std::vector<std::unique_ptr<VcpuRunner>> runners_;

@@ -155,6 +155,17 @@ TEST_CASE("a malformed --disk is one line naming the option, exit code 2") {
     expect_disk_error("path=a,serial=123456789012345678901", "at most 20 characters");
     expect_disk_error("path=a,serial=tab\there", "printable ASCII");
 
+    std::vector<std::string> nine{"-k", "bz"};
+    for (int i = 0; i < 9; ++i) nine.insert(nine.end(), {"--disk", "path=d" + std::to_string(i)});
+    auto too_many = parse(nine);
+    CHECK(too_many.exit_code == 2);
+    CHECK_THAT(too_many.message, Contains("at most 8 disks"));
+    nine.pop_back();
+    nine.pop_back();
+    CHECK(parse(nine).command_line);
+    nine.insert(nine.end(), {"--console", "virtio"});
+    CHECK_THAT(parse(nine).message, Contains("at most 7 disks fit next to --console virtio"));
+
     auto missing_value = parse({"-k", "bz", "--disk"});
     CHECK(missing_value.exit_code == 2);
     CHECK_THAT(missing_value.message, Contains("--disk"));
