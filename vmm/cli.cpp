@@ -5,6 +5,7 @@
 
 #include <cctype>
 #include <limits>
+#include <set>
 
 #include "vmm/exit_codes.h"
 
@@ -30,6 +31,100 @@ std::optional<uint64_t> parse_memory_size(const std::string& text) {
     else return std::nullopt;
     if (value > (std::numeric_limits<uint64_t>::max() >> shift)) return std::nullopt;
     return value << shift;
+}
+
+namespace {
+
+// Splits "a=1,b=x,,y" into {"a=1", "b=x,y"}: ",," is a literal comma.
+std::vector<std::string> split_disk_items(const std::string& text) {
+    std::vector<std::string> items(1);
+    for (size_t i = 0; i < text.size(); ++i) {
+        if (text[i] != ',') {
+            items.back() += text[i];
+        } else if (i + 1 < text.size() && text[i + 1] == ',') {
+            items.back() += ',';
+            ++i;
+        } else {
+            items.emplace_back();
+        }
+    }
+    return items;
+}
+
+}  // namespace
+
+std::optional<DiskConfig> parse_disk_option(const std::string& text, std::string& error) {
+    DiskConfig disk;
+    std::set<std::string> seen;
+    bool have_path = false;
+    for (const std::string& item : split_disk_items(text)) {
+        const size_t equals = item.find('=');
+        const std::string key = item.substr(0, equals);
+        const bool has_value = equals != std::string::npos;
+        const std::string value = has_value ? item.substr(equals + 1) : std::string();
+        if (key.empty()) {
+            error = item.empty() ? "empty item (stray comma?)" : fmt::format("'{}' has no key", item);
+            return std::nullopt;
+        }
+        if (!seen.insert(key).second) {
+            error = fmt::format("'{}' given twice", key);
+            return std::nullopt;
+        }
+        if (key == "ro") {
+            if (has_value) {
+                error = "'ro' takes no value";
+                return std::nullopt;
+            }
+            disk.read_only = true;
+            continue;
+        }
+        if (!has_value) {
+            error = fmt::format("'{}' is not KEY=VALUE (keys: path, ro, cache, aio, serial)", item);
+            return std::nullopt;
+        }
+        if (key == "path") {
+            if (value.empty()) {
+                error = "path= is empty";
+                return std::nullopt;
+            }
+            disk.path = value;
+            have_path = true;
+        } else if (key == "cache") {
+            if (value == "none") disk.cache = DiskCache::None;
+            else if (value == "writeback") disk.cache = DiskCache::Writeback;
+            else {
+                error = fmt::format("cache={}: use cache=none or cache=writeback", value);
+                return std::nullopt;
+            }
+        } else if (key == "aio") {
+            if (value == "io_uring") disk.aio = DiskAio::IoUring;
+            else if (value == "threads") disk.aio = DiskAio::Threads;
+            else {
+                error = fmt::format("aio={}: use aio=io_uring or aio=threads", value);
+                return std::nullopt;
+            }
+        } else if (key == "serial") {
+            // VIRTIO_BLK_T_GET_ID returns at most 20 bytes of ASCII (virtio 1.2 5.2.6).
+            if (value.size() > 20) {
+                error = fmt::format("serial={}: at most 20 characters, not {}", value, value.size());
+                return std::nullopt;
+            }
+            for (char c : value)
+                if (c < 0x20 || c > 0x7e) {
+                    error = "serial= must be printable ASCII";
+                    return std::nullopt;
+                }
+            disk.serial = value;
+        } else {
+            error = fmt::format("unknown key '{}' (keys: path, ro, cache, aio, serial)", key);
+            return std::nullopt;
+        }
+    }
+    if (!have_path) {
+        error = "path=FILE is required";
+        return std::nullopt;
+    }
+    return disk;
 }
 
 CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t host_memory) {
@@ -61,6 +156,13 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
         ->check(CLI::IsMember({"serial", "virtio", "none"}));
     app.add_option("-c,--cpus", machine.cpus, "number of vCPUs")->capture_default_str()->check(CLI::Range(1, 254));
     app.add_option("-m,--memory", memory_text, "guest RAM: 256M, 1G, 512K, or a number of MiB")->capture_default_str();
+    std::vector<std::string> disk_texts;
+    // One value per occurrence, so a stray word after --disk is an error
+    // rather than a second disk.
+    app.add_option("--disk", disk_texts,
+                   "virtio-blk disk, repeatable: path=FILE[,ro][,cache=none|writeback][,aio=io_uring|threads]"
+                   "[,serial=ID]")
+        ->allow_extra_args(false);
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off (logs go to stderr)")
         ->capture_default_str()
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
@@ -87,6 +189,12 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
     if (host_memory != 0 && *memory > host_memory)
         return usage_error(fmt::format("--memory {}: more than this host's {} MiB of RAM", memory_text, host_memory >> 20));
     machine.memory_bytes = *memory;
+    for (const std::string& text : disk_texts) {
+        std::string error;
+        std::optional<DiskConfig> disk = parse_disk_option(text, error);
+        if (!disk) return usage_error(fmt::format("--disk {}: {}", text, error));
+        machine.disks.push_back(std::move(*disk));
+    }
     if (!initrd.empty()) machine.initrd_path = initrd;
     if (!trace.empty()) {
         std::optional<TraceFlags> flags = parse_trace_list(trace);
@@ -94,6 +202,11 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
         machine.trace = *flags;
     }
     machine.console = console == "virtio" ? ConsoleMode::Virtio : console == "none" ? ConsoleMode::None : ConsoleMode::Serial;
+    // Every virtio device is a PCI function with an interrupt line of its own.
+    const size_t pci_slots = PciHostBridge::kInterruptGsis.size() - (machine.console == ConsoleMode::Virtio ? 1 : 0);
+    if (machine.disks.size() > pci_slots)
+        return usage_error(fmt::format("--disk given {} times: at most {} disks fit{}", machine.disks.size(), pci_slots,
+                                       machine.console == ConsoleMode::Virtio ? " next to --console virtio" : ""));
     if (cmdline_option->count() == 0)
         machine.command_line = machine.console == ConsoleMode::Virtio ? "console=hvc0" : "console=ttyS0";
     result.log_level = spdlog::level::from_str(log_level);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "vmm/disk_config.h"
 #include "vmm/machine.h"
 
 namespace minikvm {
@@ -33,5 +34,13 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
 // "256M", "1G", "512k", "2GiB", or a plain number of MiB. nullopt when
 // malformed, zero, or too large to represent.
 std::optional<uint64_t> parse_memory_size(const std::string& text);
+
+// The value of one --disk option: comma-separated items
+//   path=FILE (required), ro, cache=none|writeback, aio=io_uring|threads,
+//   serial=ID (at most 20 printable ASCII characters)
+// where ",," stands for a comma inside a value (as in QEMU). Syntax only:
+// nothing is opened. On error returns nullopt and sets `error` to the
+// reason, without the "--disk VALUE:" prefix.
+std::optional<DiskConfig> parse_disk_option(const std::string& text, std::string& error);
 
 }  // namespace minikvm

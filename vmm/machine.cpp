@@ -57,6 +57,13 @@ std::optional<VirtioConsole::TerminalSize> terminal_size() {
     return VirtioConsole::TerminalSize{size.ws_col, size.ws_row};
 }
 
+std::vector<DiskImage> open_disk_images(const std::vector<DiskConfig>& disks) {
+    std::vector<DiskImage> images;
+    images.reserve(disks.size());
+    for (const DiskConfig& disk : disks) images.push_back(DiskImage::open(disk));
+    return images;
+}
+
 uint32_t cpuid_value(const std::vector<kvm_cpuid_entry2>& entries, uint32_t function, uint32_t kvm_cpuid_entry2::*reg) {
     for (const auto& entry : entries)
         if (entry.function == function) return entry.*reg;
@@ -69,6 +76,7 @@ Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_po
     : signal_block_({SIGINT, SIGTERM, SIGHUP, SIGWINCH, SIGUSR1, VcpuRunner::kick_signal()}),
       config_(config),
       process_start_(process_start),
+      disk_images_(open_disk_images(config.disks)),
       kvm_(Kvm::open()),
       vm_(Vm::create(kvm_)),
       memory_(GuestMemory::allocate(config.memory_bytes)),
@@ -112,6 +120,7 @@ void Machine::add_devices() {
     io_bus_.add(0x80, 0x10, quiet_ports_);
     io_bus_.add(0xed, 1, quiet_ports_);
     if (config_.console == ConsoleMode::Virtio) add_virtio_console();
+    add_virtio_disks();
 }
 
 void Machine::add_virtio_console() {
@@ -142,6 +151,19 @@ void Machine::dump_device_state(bool terminal_raw) const {
 void Machine::warn_about_idle_devices() const {
     for (const VirtioPciLegacy* transport : virtio_transports_)
         if (auto warning = transport->never_driver_ok_warning()) spdlog::warn("{}", *warning);
+}
+
+void Machine::add_virtio_disks() {
+    for (size_t i = 0; i < disk_images_.size(); ++i) {
+        const std::string name = fmt::format("virtio-blk{}", i);
+        disks_.push_back(std::make_unique<VirtioBlk>(name, std::move(disk_images_[i]), config_.disks[i], event_loop_));
+        disk_transports_.push_back(std::make_unique<VirtioPciLegacy>(*disks_.back(), memory_, name, &notify_eventfds_));
+        disk_transports_.back()->set_trace(config_.trace.virtio);
+        PciBdf address = pci_.register_device(*disk_transports_.back());
+        spdlog::debug("{} at PCI 00:{:02x}.0", name, address.device);
+        virtio_transports_.push_back(disk_transports_.back().get());
+    }
+    disk_images_.clear();  // all moved into their devices
 }
 
 ConsoleInputSink* Machine::console_input_sink() {

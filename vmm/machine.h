@@ -19,10 +19,13 @@
 #include "devices/quiet_ports.h"
 #include "devices/serial_8250.h"
 #include "virtio/notify_eventfds.h"
+#include "virtio/virtio_blk.h"
 #include "virtio/virtio_console.h"
 #include "virtio/virtio_pci_legacy.h"
 #include "vmm/event_loop.h"
 #include "vmm/bus.h"
+#include "vmm/disk_config.h"
+#include "vmm/disk_image.h"
 #include "vmm/guest_memory.h"
 #include "vmm/kvm.h"
 #include "vmm/signal_block.h"
@@ -48,6 +51,7 @@ struct MachineConfig {
     uint64_t memory_bytes = 256ULL << 20;
     ConsoleMode console = ConsoleMode::Serial;
     TraceFlags trace;
+    std::vector<DiskConfig> disks;  // virtio-blk0, virtio-blk1... in this order
 };
 
 class Machine {
@@ -61,6 +65,7 @@ public:
 private:
     void add_devices();
     void add_virtio_console();
+    void add_virtio_disks();
     // Where the guest's console input goes, if anywhere.
     ConsoleInputSink* console_input_sink();
     void terminal_resized();
@@ -75,6 +80,9 @@ private:
     SignalBlock signal_block_;
     MachineConfig config_;
     std::chrono::steady_clock::time_point process_start_;
+    // Opened and locked first: a bad --disk is reported (exit 6) before
+    // anything else is set up.
+    std::vector<DiskImage> disk_images_;
     Kvm kvm_;
     Vm vm_;
     GuestMemory memory_;
@@ -102,6 +110,10 @@ private:
     std::unique_ptr<VirtioPciLegacy> virtio_console_pci_;
     // Every virtio transport above, for the state dump and exit warnings.
     std::vector<VirtioPciLegacy*> virtio_transports_;
+    // One device and one transport per --disk; the transports (declared
+    // after) go first and reset their disks, which then finish their I/O.
+    std::vector<std::unique_ptr<VirtioBlk>> disks_;
+    std::vector<std::unique_ptr<VirtioPciLegacy>> disk_transports_;
 
     std::vector<std::unique_ptr<Vcpu>> vcpus_;
     std::vector<std::unique_ptr<VcpuRunner>> runners_;

@@ -114,3 +114,71 @@ TEST_CASE("--help and --version print to stdout and exit 0") {
     CHECK(version.exit_code == 0);
     CHECK_THAT(version.message, Contains("minikvm"));
 }
+
+TEST_CASE("--disk takes path, ro, cache, aio and serial, and repeats in order") {
+    auto outcome = parse({"-k", "bz", "--disk", "path=a.img", "--disk",
+                          "path=/x/b,,c.img,ro,cache=none,aio=threads,serial=SN-0001"});
+    REQUIRE(outcome.command_line);
+    const std::vector<DiskConfig>& disks = outcome.command_line->machine.disks;
+    REQUIRE(disks.size() == 2);
+    CHECK(disks[0].path == "a.img");
+    CHECK_FALSE(disks[0].read_only);
+    CHECK(disks[0].cache == DiskCache::Writeback);
+    CHECK(disks[0].aio == DiskAio::IoUring);
+    CHECK(disks[0].serial.empty());
+    CHECK(disks[1].path == "/x/b,c.img");  // ",," is a literal comma
+    CHECK(disks[1].read_only);
+    CHECK(disks[1].cache == DiskCache::None);
+    CHECK(disks[1].aio == DiskAio::Threads);
+    CHECK(disks[1].serial == "SN-0001");
+
+    // Order of items does not matter; writeback can be said explicitly.
+    std::string error;
+    auto disk = parse_disk_option("serial=12345678901234567890,cache=writeback,path=p", error);
+    REQUIRE(disk);
+    CHECK(disk->serial == "12345678901234567890");
+    CHECK(disk->cache == DiskCache::Writeback);
+    CHECK(parse({"-k", "bz"}).command_line->machine.disks.empty());
+    disk = parse_disk_option("path=a,,", error);  // a file named "a,"
+    REQUIRE(disk);
+    CHECK(disk->path == "a,");
+}
+
+TEST_CASE("a malformed --disk is one line naming the option, exit code 2") {
+    auto expect_disk_error = [](const std::string& value, const std::string& text) {
+        auto outcome = parse({"-k", "bz", "--disk", value});
+        CHECK_FALSE(outcome.command_line);
+        CHECK(outcome.exit_code == 2);
+        CHECK(outcome.message_is_error);
+        CHECK_THAT(outcome.message, Contains("--disk " + value + ": "));
+        CHECK_THAT(outcome.message, Contains(text));
+        CHECK(outcome.message.find('\n') == outcome.message.size() - 1);
+    };
+    expect_disk_error("ro", "path=FILE is required");
+    expect_disk_error("path=", "path= is empty");
+    expect_disk_error("disk.img", "is not KEY=VALUE");
+    expect_disk_error("path=a,cache=unsafe", "cache=unsafe");
+    expect_disk_error("path=a,aio=native", "aio=native");
+    expect_disk_error("path=a,ro=yes", "'ro' takes no value");
+    expect_disk_error("path=a,path=b", "'path' given twice");
+    expect_disk_error("path=a,size=1G", "unknown key 'size'");
+    expect_disk_error("path=a,", "empty item");
+    expect_disk_error("path=a,=x", "has no key");
+    expect_disk_error("path=a,serial=123456789012345678901", "at most 20 characters");
+    expect_disk_error("path=a,serial=tab\there", "printable ASCII");
+
+    std::vector<std::string> nine{"-k", "bz"};
+    for (int i = 0; i < 9; ++i) nine.insert(nine.end(), {"--disk", "path=d" + std::to_string(i)});
+    auto too_many = parse(nine);
+    CHECK(too_many.exit_code == 2);
+    CHECK_THAT(too_many.message, Contains("at most 8 disks"));
+    nine.pop_back();
+    nine.pop_back();
+    CHECK(parse(nine).command_line);
+    nine.insert(nine.end(), {"--console", "virtio"});
+    CHECK_THAT(parse(nine).message, Contains("at most 7 disks fit next to --console virtio"));
+
+    auto missing_value = parse({"-k", "bz", "--disk"});
+    CHECK(missing_value.exit_code == 2);
+    CHECK_THAT(missing_value.message, Contains("--disk"));
+}
