@@ -263,25 +263,26 @@ TEST_CASE("virtio-pci state report: safe while the guest and the device run", "[
     Rig rig(&device);
     rig.place_queue(0, kRingPfn);
     rig.driver_ok();
+    // The guest and the device keep going until the reports are done, so
+    // every report overlaps them (a fixed guest loop could end first).
     std::atomic<bool> done{false};
+    std::atomic<int> guest_rounds{0};
     std::thread guest([&] {
-        for (int i = 0; i < 2000; ++i) {
+        while (!done) {
             reg_write(rig.transport, V::kQueueNotify, 2, 0);
             (void)reg_read(rig.transport, V::kIsr, 1);
+            ++guest_rounds;
         }
-        done = true;
     });
     std::thread device_thread([&] {
         while (!done) rig.dev.signals()->signal_config_change();
     });
-    int reports = 0;
-    while (!done) {
-        CHECK_THAT(rig.transport.state_report(), Contains("virtio-test q0 pfn=0x10"));
-        ++reports;
-    }
+    while (guest_rounds == 0) std::this_thread::yield();
+    for (int i = 0; i < 500; ++i) CHECK_THAT(rig.transport.state_report(), Contains("virtio-test q0 pfn=0x10"));
+    done = true;
     guest.join();
     device_thread.join();
-    CHECK(reports > 0);
+    CHECK(guest_rounds > 0);
 }
 
 // --- never reached DRIVER_OK ------------------------------------------------------------------
