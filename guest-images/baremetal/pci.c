@@ -121,7 +121,7 @@ struct pci_bar pci_bar_probe(struct pci_address a, unsigned index) {
         }
     }
     pci_write16(a, PCI_COMMAND, command);
-    if ((uint32_t)size_mask == 0) return (struct pci_bar){0}; /* not implemented: reads 0 */
+    if ((uint32_t)size_mask == 0) return (struct pci_bar){0}; /* a BAR the device lacks reads 0 (PCI 3.0 6.2.5.1) */
     if (bar.io) size_mask |= 0xffffffff00000000ull;
     bar.implemented = true;
     bar.size = ~size_mask + 1; /* lowest writable address bit */

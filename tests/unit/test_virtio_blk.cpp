@@ -21,6 +21,7 @@
 #include "ring_driver.h"
 #include "temp_file.h"
 #include "test_helpers.h"
+#include "virtio_pci_rig.h"
 #include "virtio/blk_request.h"
 #include "virtio/virtio_blk.h"
 #include "virtio/virtio_pci_legacy.h"
@@ -546,15 +547,9 @@ TEST_CASE("virtio-blk: end to end through the legacy virtio-pci transport", "[vi
     VirtioPciLegacy transport(blk, memory, "virtio-blk-e2e");
     transport.connect_intx(irq);
     auto write = [&](uint32_t offset, uint32_t width, uint32_t value) {
-        uint8_t bytes[4];
-        test_helpers::to_le(value, std::span(bytes, width));
-        transport.write(offset, std::span<const uint8_t>(bytes, width));
+        virtio_pci_rig::reg_write(transport, offset, width, value);
     };
-    auto read = [&](uint32_t offset, uint32_t width) {
-        uint8_t bytes[4] = {};
-        transport.read(offset, std::span(bytes, width));
-        return test_helpers::from_le(std::span<const uint8_t>(bytes, width));
-    };
+    auto read = [&](uint32_t offset, uint32_t width) { return virtio_pci_rig::reg_read(transport, offset, width); };
     CHECK(VirtioPciLegacy::identity_for(blk.device_type()).device_id == 0x1001);
     CHECK(transport.bar_size() == 128);  // 20 + 60 bytes of configuration
     write(VirtioPciLegacy::kStatus, 1, 0);

@@ -10,6 +10,7 @@
 #include "captured_log.h"
 #include "ring_driver.h"
 #include "test_helpers.h"
+#include "virtio_pci_rig.h"
 #include "virtio/virtio_console.h"
 #include "virtio/virtio_pci_legacy.h"
 #include "virtio/virtqueue.h"
@@ -260,15 +261,9 @@ TEST_CASE("virtio-console: end to end through the legacy virtio-pci transport", 
     VirtioPciLegacy transport(console, memory, "virtio-console-test");
     transport.connect_intx(irq);
     auto write = [&](uint32_t offset, uint32_t width, uint32_t value) {
-        uint8_t bytes[4];
-        test_helpers::to_le(value, std::span(bytes, width));
-        transport.write(offset, std::span<const uint8_t>(bytes, width));
+        virtio_pci_rig::reg_write(transport, offset, width, value);
     };
-    auto read = [&](uint32_t offset, uint32_t width) {
-        uint8_t bytes[4] = {};
-        transport.read(offset, std::span(bytes, width));
-        return test_helpers::from_le(std::span<const uint8_t>(bytes, width));
-    };
+    auto read = [&](uint32_t offset, uint32_t width) { return virtio_pci_rig::reg_read(transport, offset, width); };
 
     // The legacy driver's sequence: reset, ACKNOWLEDGE, DRIVER, features,
     // queues (select, size, PFN), DRIVER_OK.
