@@ -13,6 +13,7 @@
  *   bench-console  virtio-console transmit of one byte: add the buffer,
  *                  notify, poll the used ring until the device returns it --
  *                  notify-to-completion latency, and notifies per second */
+#include "bench.h"
 #include "clock.h"
 #include "console.h"
 #include "runtime.h"
@@ -34,7 +35,7 @@ static unsigned iterations(void) {
 
 /* Shell sort: the guest has no libc, and a few thousand samples sort in
  * well under a millisecond. */
-static void sort_u64(uint64_t* v, unsigned n) {
+void sort_u64(uint64_t* v, unsigned n) {
     for (unsigned gap = n / 2; gap > 0; gap /= 2)
         for (unsigned i = gap; i < n; ++i) {
             const uint64_t x = v[i];
@@ -44,7 +45,7 @@ static void sort_u64(uint64_t* v, unsigned n) {
         }
 }
 
-static uint64_t cycles_to_ns(uint64_t cycles) { return cycles * 1000000000ull / tsc_hz(); }
+uint64_t cycles_to_ns(uint64_t cycles) { return cycles * 1000000000ull / tsc_hz(); }
 
 /* Runs `op` `n` times; every op is timed on its own for the percentiles
  * (the first MAX_SAMPLES), the whole run for the mean and the rate. */

@@ -29,6 +29,7 @@
 
 #define VIRTIO_PCI_VENDOR 0x1af4
 #define VIRTIO_PCI_DEVICE_CONSOLE 0x1003 /* transitional device IDs: 0x1000 + type - 1, but a table */
+#define VIRTIO_PCI_DEVICE_BLOCK 0x1001
 
 #define VIRTIO_PCI_HOST_FEATURES 0
 #define VIRTIO_PCI_GUEST_FEATURES 4
