@@ -28,7 +28,8 @@ public:
     HostMapping(const HostMapping&) = delete;
     HostMapping& operator=(const HostMapping&) = delete;
 
-    // Anonymous private memory; MAP_NORESERVE so a large guest costs only what it touches.
+    // Anonymous private memory for guest RAM; MAP_NORESERVE so a large guest
+    // costs only what it touches, 2 MiB-aligned and advised for huge pages.
     static HostMapping anonymous(size_t length);
     // Shared mapping of `fd` (used for the vCPU's kvm_run area).
     static HostMapping shared(int fd, size_t length);
@@ -43,6 +44,8 @@ public:
     }
 
 private:
+    static constexpr size_t kHugePage = size_t{2} << 20;
+
     void* address_ = nullptr;
     size_t length_ = 0;
 };
