@@ -1,13 +1,15 @@
 // libFuzzer target: a guest driver that does anything at all. The input is a
 // guest memory image plus a sequence of register accesses to a legacy
-// virtio-pci transport with a real device behind it (virtio-console or
-// virtio-blk; net joins when it lands), interleaved with host-side events
-// (console input and terminal resizes; for the disk, waiting for its I/O and
-// the image file shrinking or growing under it). Built with ASan+UBSan when
+// virtio-pci transport with a real device behind it (virtio-console,
+// virtio-blk or virtio-net), interleaved with host-side events (console
+// input and terminal resizes; for the disk, waiting for its I/O and the
+// image file shrinking or growing under it; for the network card, frames
+// from the host, tap wakeups and the host draining what was sent). Built with ASan+UBSan when
 // meson's `fuzz` option is on (clang only): any crash, out-of-bounds access
 // or UB fails the run.
 
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -22,10 +24,12 @@
 #include <span>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "devices/irq_line.h"
 #include "virtio/virtio_blk.h"
 #include "virtio/virtio_console.h"
+#include "virtio/virtio_net.h"
 #include "virtio/virtio_pci_legacy.h"
 #include "vmm/disk_image.h"
 #include "vmm/event_loop.h"
@@ -40,13 +44,17 @@ constexpr uint64_t kMemorySize = 1 << 20;
 constexpr uint64_t kDiskSectors = 128;  // 64 KiB
 
 // Input layout:
-//   [0]        device: even virtio-console, odd virtio-blk
+//   [0]        device (mod 3): 0 virtio-console, 1 virtio-blk, 2 virtio-net
 //   [1]        number of operations N (0..255)
 //   [2..2+8N)  operations, 8 bytes each:
 //                kind (mod 5): 0 register read, 1 register write,
 //                  console: 2 input of `value % 1025` bytes, 3 resize
 //                  disk:    2 wait for all I/O in flight,
 //                           3 truncate the image to `value % 257` sectors
+//                  net:     2 the host sends a frame (see host_frame()),
+//                           3 even: the tap is ready for what the device
+//                             polls (its handler runs), odd: the host reads
+//                             every frame the device sent
 //                  4: the driver stores `value` in guest memory at
 //                     4 x (offset | high << 8): rings and requests anywhere
 //                     in the first 256 KiB, however short the input
@@ -100,6 +108,74 @@ FuzzDisk& fuzz_disk() {
     return disk;
 }
 
+// The net card's tap: one end of a datagram socketpair (the host holds the
+// other), with a small send buffer so transmits meet EAGAIN. Readiness is
+// driven by the input, not by a thread: runs stay deterministic.
+class FuzzTap : public NetBackend {
+public:
+    explicit FuzzTap(UniqueFd fd) : fd_(std::move(fd)) {}
+    int fd() const override { return fd_.get(); }
+    const std::string& name() const override { return name_; }
+    void set_offloads(unsigned) override {}
+    void set_header_size(int) override {}
+
+private:
+    UniqueFd fd_;
+    std::string name_ = "fuzztap";
+};
+
+struct ManualWatcher : FdWatcher {
+    uint32_t interest = 0;
+    Handler handler;
+    void watch(int, uint32_t wanted, Handler on_ready) override {
+        interest = wanted;
+        handler = std::move(on_ready);
+    }
+    void set_interest(int, uint32_t wanted) override { interest = wanted; }
+    void unwatch(int) override { handler = nullptr; }
+};
+
+// A frame from the host: 12 header bytes shaped by `value` (flags, every
+// gso_type, offsets), then filler; `value % 1700` bytes, or with the top bit
+// up to 70000 (a GSO frame, or too big for any buffer).
+std::vector<uint8_t> host_frame(uint32_t value) {
+    const size_t length = (value & 0x8000'0000U) != 0 ? value % 70001 : value % 1700;
+    std::vector<uint8_t> frame(length);
+    for (size_t i = 0; i < frame.size(); ++i) frame[i] = static_cast<uint8_t>(i * 13 + value);
+    const uint8_t header[12] = {static_cast<uint8_t>(value & 3), static_cast<uint8_t>((value >> 2) & 0x85), 54, 0,
+                                static_cast<uint8_t>(value >> 8), 5, 34, 0, 16, 0, 0, 0};
+    std::copy_n(header, std::min(frame.size(), sizeof header), frame.begin());
+    return frame;
+}
+
+struct FuzzNet {
+    FuzzNet() {
+        int fds[2];
+        if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0)
+            throw std::system_error(errno, std::generic_category(), "socketpair");
+        host.reset(fds[1]);
+        const int small = 16384;
+        ::setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+        device.emplace("fuzz-net", std::make_unique<FuzzTap>(UniqueFd(fds[0])),
+                       MacAddress{{0x52, 0x54, 0, 0x12, 0x34, 0x56}}, watcher);
+    }
+    void send(uint32_t value) {
+        const std::vector<uint8_t> frame = host_frame(value);
+        [[maybe_unused]] ssize_t n = ::send(host.get(), frame.data(), frame.size(), MSG_DONTWAIT);
+    }
+    void ready_or_drain(uint32_t value) {
+        if ((value & 1) == 0) {
+            if (watcher.interest != 0 && watcher.handler) watcher.handler(watcher.interest);
+            return;
+        }
+        while (::recv(host.get(), sink.data(), sink.size(), MSG_DONTWAIT) >= 0) {}
+    }
+    UniqueFd host;
+    std::vector<uint8_t> sink = std::vector<uint8_t>(70000);
+    ManualWatcher watcher;
+    std::optional<VirtioNet> device;  // last: goes first, unwatching
+};
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -110,7 +186,9 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size < 2) return 0;
-    const bool disk = (data[0] & 1) != 0;
+    const unsigned kind = data[0] % 3;
+    const bool disk = kind == 1;
+    const bool net = kind == 2;
     const size_t count = data[1];
     const size_t operations_end = 2 + 8 * count;
     if (size < operations_end) return 0;
@@ -127,14 +205,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
     NullIrq irq;  // outlives the transport, which lowers it when it resets
     std::optional<VirtioConsole> console;
+    std::optional<FuzzNet> card;  // a fresh one per input: cheap, no threads
     VirtioDevice* device = nullptr;
-    if (disk) {
+    if (net) {
+        device = &*card.emplace().device;
+    } else if (disk) {
         fuzz_disk().clear();
         device = fuzz_disk().device.get();
     } else {
         device = &console.emplace("fuzz-console", [](std::span<const uint8_t>) {}, VirtioConsole::TerminalSize{80, 25});
     }
-    VirtioPciLegacy transport(*device, memory, disk ? "fuzz-blk" : "fuzz-console");
+    VirtioPciLegacy transport(*device, memory, net ? "fuzz-net" : disk ? "fuzz-blk" : "fuzz-console");
     transport.connect_intx(irq);
 
     for (size_t i = 0; i < count; ++i) {
@@ -148,11 +229,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             case 0: transport.read(offset, std::span(bytes, width)); break;
             case 1: transport.write(offset, std::span<const uint8_t>(bytes, width)); break;
             case 2:
-                if (disk) fuzz_disk().device->wait_idle();
+                if (net) card->send(op.value);
+                else if (disk) fuzz_disk().device->wait_idle();
                 else console->receive(std::span(kInput).first(op.value % (kInput.size() + 1)));
                 break;
             case 3:
-                if (disk) {
+                if (net) {
+                    card->ready_or_drain(op.value);
+                } else if (disk) {
                     // Someone else changes the file: reads past its end come up short.
                     [[maybe_unused]] int ignored = ::ftruncate(fuzz_disk().memfd.get(), (op.value % 257) * 512);
                 } else {
