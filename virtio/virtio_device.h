@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "virtio/virtqueue.h"
@@ -89,6 +90,11 @@ public:
     // pops or pushes from threads of its own overrides this to hold the
     // lock those threads use. Called like the others (transport lock held).
     virtual void inspect_queues(const std::function<void()>& inspect) { inspect(); }
+
+    // For the same dump: the device's own state (counters...) as lines
+    // ending in '\n', without the device's name (the transport adds it).
+    // Called like the others; the default has nothing to say.
+    virtual std::string state_lines() const { return {}; }
 };
 
 }  // namespace minikvm

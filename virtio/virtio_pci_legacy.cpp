@@ -537,6 +537,13 @@ std::string VirtioPciLegacy::state_report() const {
             out += queue.broken() ? fmt::format(" broken=yes reason: {}\n", queue.broken_reason()) : " broken=no\n";
         }
     });
+    const std::string device_lines = device_.state_lines();
+    for (size_t start = 0; start < device_lines.size();) {
+        size_t end = device_lines.find('\n', start);
+        if (end == std::string::npos) end = device_lines.size();
+        out += fmt::format("{} {}\n", name_, std::string_view(device_lines).substr(start, end - start));
+        start = end + 1;
+    }
     return out;
 }
 

@@ -327,25 +327,41 @@ bool VirtQueue::add_buffer(const Descriptor& descriptor, uint32_t index, bool in
 }
 
 bool VirtQueue::push(uint16_t head, uint32_t written_length) {
+    const UsedElement element{head, written_length};
+    return push_batch(std::span(&element, 1));
+}
+
+bool VirtQueue::push_batch(std::span<const UsedElement> elements) {
     // After a break or a reset, late completions are dropped without a word.
     if (!ready_ || broken()) return false;
-    if (head >= size_ || in_flight_ == 0) {
-        spdlog::error("virtqueue {}: device bug: push of head {} with {} chains in flight (queue size {})", name_, head,
-                      in_flight_, size_);
-        return false;
+    if (elements.empty()) return true;
+    for (const UsedElement& element : elements)
+        if (element.head >= size_ || elements.size() > in_flight_) {
+            spdlog::error("virtqueue {}: device bug: push of head {} ({} at once) with {} chains in flight (queue size {})",
+                          name_, element.head, elements.size(), in_flight_, size_);
+            return false;
+        }
+    uint16_t index = used_idx_;
+    for (const UsedElement& element : elements) {
+        uint8_t bytes[sr::kUsedEntrySize];
+        encode_le32(bytes, element.head);
+        encode_le32(bytes + 4, element.written_length);
+        const uint64_t slot = sr::kRingEntries + sr::kUsedEntrySize * (index & (size_ - 1));
+        std::memcpy(used_.data() + slot, bytes, sizeof bytes);
+        ++index;
     }
-    uint8_t element[sr::kUsedEntrySize];
-    encode_le32(element, head);
-    encode_le32(element + 4, written_length);
-    const uint64_t slot = sr::kRingEntries + sr::kUsedEntrySize * (used_idx_ & (size_ - 1));
-    std::memcpy(used_.data() + slot, element, sizeof element);
-    // The driver must see the element (and the data it describes) before the
-    // index that publishes it (2.7.8.2).
+    // The driver must see the elements (and the data they describe) before
+    // the index that publishes them (2.7.8.2).
     std::atomic_thread_fence(std::memory_order_release);
-    ++used_idx_;
+    used_idx_ = index;
     store_u16(used_, sr::kRingIndex, used_idx_);
-    --in_flight_;
-    if (tracing()) spdlog::info("trace {} push head={} len={} used_idx={}", name_, head, written_length, used_idx_);
+    in_flight_ -= static_cast<uint32_t>(elements.size());
+    if (tracing()) {
+        uint16_t traced = static_cast<uint16_t>(used_idx_ - elements.size());
+        for (const UsedElement& element : elements)
+            spdlog::info("trace {} push head={} len={} used_idx={}", name_, element.head, element.written_length,
+                         ++traced);
+    }
     return true;
 }
 

@@ -106,6 +106,16 @@ public:
     // running, `head` is out of range, or nothing is in flight: a device bug,
     // logged, not the guest's.
     bool push(uint16_t head, uint32_t written_length);
+    // Several push()es published by one used-index update, so the driver
+    // sees all of them or none: the buffers of one merged receive packet
+    // (virtio 1.2 5.1.6.4) must not show up one by one. Cheaper per chain
+    // too. Returns false, writing nothing, under push()'s conditions for
+    // any element or when more are given than are in flight.
+    struct UsedElement {
+        uint16_t head;
+        uint32_t written_length;
+    };
+    bool push_batch(std::span<const UsedElement> elements);
     // After one or more push() calls: does the driver want an interrupt?
     // With EVENT_IDX, true when the used index passed used_event since the
     // last call; without, unless the driver set VRING_AVAIL_F_NO_INTERRUPT.

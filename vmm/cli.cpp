@@ -36,7 +36,7 @@ std::optional<uint64_t> parse_memory_size(const std::string& text) {
 namespace {
 
 // Splits "a=1,b=x,,y" into {"a=1", "b=x,y"}: ",," is a literal comma.
-std::vector<std::string> split_disk_items(const std::string& text) {
+std::vector<std::string> split_items(const std::string& text) {
     std::vector<std::string> items(1);
     for (size_t i = 0; i < text.size(); ++i) {
         if (text[i] != ',') {
@@ -57,7 +57,7 @@ std::optional<DiskConfig> parse_disk_option(const std::string& text, std::string
     DiskConfig disk;
     std::set<std::string> seen;
     bool have_path = false;
-    for (const std::string& item : split_disk_items(text)) {
+    for (const std::string& item : split_items(text)) {
         const size_t equals = item.find('=');
         const std::string key = item.substr(0, equals);
         const bool has_value = equals != std::string::npos;
@@ -127,6 +127,62 @@ std::optional<DiskConfig> parse_disk_option(const std::string& text, std::string
     return disk;
 }
 
+std::optional<NetConfig> parse_net_option(const std::string& text, std::string& error) {
+    NetConfig net;
+    std::set<std::string> seen;
+    for (const std::string& item : split_items(text)) {
+        const size_t equals = item.find('=');
+        const std::string key = item.substr(0, equals);
+        if (key.empty()) {
+            error = item.empty() ? "empty item (stray comma?)" : fmt::format("'{}' has no key", item);
+            return std::nullopt;
+        }
+        if (equals == std::string::npos) {
+            error = fmt::format("'{}' is not KEY=VALUE (keys: tap, mac)", item);
+            return std::nullopt;
+        }
+        if (!seen.insert(key).second) {
+            error = fmt::format("'{}' given twice", key);
+            return std::nullopt;
+        }
+        const std::string value = item.substr(equals + 1);
+        if (key == "tap") {
+            // What the kernel takes as an interface name (dev_valid_name).
+            constexpr size_t kMaxName = 15;
+            if (value.empty() || value.size() > kMaxName || value == "." || value == "..") {
+                error = fmt::format("tap={}: an interface name is 1 to {} characters", value, kMaxName);
+                return std::nullopt;
+            }
+            for (char c : value)
+                if (c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c)) || c < 0x21 || c > 0x7e) {
+                    error = fmt::format("tap={}: not a valid interface name", value);
+                    return std::nullopt;
+                }
+            net.tap = value;
+        } else if (key == "mac") {
+            std::optional<MacAddress> mac = MacAddress::parse(value);
+            if (!mac) {
+                error = fmt::format("mac={}: not a MAC address (use six hex bytes, e.g. 52:54:00:12:34:56)", value);
+                return std::nullopt;
+            }
+            if (mac->multicast() || mac->zero()) {
+                error = fmt::format("mac={}: {} address cannot be a network card's", value,
+                                    mac->zero() ? "the all-zero" : "a multicast");
+                return std::nullopt;
+            }
+            net.mac = mac;
+        } else {
+            error = fmt::format("unknown key '{}' (keys: tap, mac)", key);
+            return std::nullopt;
+        }
+    }
+    if (net.tap.empty()) {
+        error = "tap=NAME is required";
+        return std::nullopt;
+    }
+    return net;
+}
+
 CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t host_memory) {
     CLI::App app{"minikvm: boot a Linux kernel in a KVM virtual machine", "minikvm"};
     app.set_version_flag("--version", "minikvm " MINIKVM_VERSION);
@@ -163,6 +219,9 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
                    "virtio-blk disk, repeatable: path=FILE[,ro][,cache=none|writeback][,aio=io_uring|threads]"
                    "[,serial=ID]")
         ->allow_extra_args(false);
+    std::vector<std::string> net_texts;
+    app.add_option("--net", net_texts, "virtio-net card on a host tap, repeatable: tap=NAME[,mac=MAC]")
+        ->allow_extra_args(false);
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off (logs go to stderr)")
         ->capture_default_str()
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
@@ -195,6 +254,12 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
         if (!disk) return usage_error(fmt::format("--disk {}: {}", text, error));
         machine.disks.push_back(std::move(*disk));
     }
+    for (const std::string& text : net_texts) {
+        std::string error;
+        std::optional<NetConfig> net = parse_net_option(text, error);
+        if (!net) return usage_error(fmt::format("--net {}: {}", text, error));
+        machine.nets.push_back(std::move(*net));
+    }
     if (!initrd.empty()) machine.initrd_path = initrd;
     if (!trace.empty()) {
         std::optional<TraceFlags> flags = parse_trace_list(trace);
@@ -204,9 +269,15 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
     machine.console = console == "virtio" ? ConsoleMode::Virtio : console == "none" ? ConsoleMode::None : ConsoleMode::Serial;
     // Every virtio device is a PCI function with an interrupt line of its own.
     const size_t pci_slots = PciHostBridge::kInterruptGsis.size() - (machine.console == ConsoleMode::Virtio ? 1 : 0);
-    if (machine.disks.size() > pci_slots)
-        return usage_error(fmt::format("--disk given {} times: at most {} disks fit{}", machine.disks.size(), pci_slots,
-                                       machine.console == ConsoleMode::Virtio ? " next to --console virtio" : ""));
+    const size_t virtio_devices = machine.disks.size() + machine.nets.size();
+    if (virtio_devices > pci_slots) {
+        const char* next_to = machine.console == ConsoleMode::Virtio ? " next to --console virtio" : "";
+        if (machine.nets.empty())
+            return usage_error(
+                fmt::format("--disk given {} times: at most {} disks fit{}", machine.disks.size(), pci_slots, next_to));
+        return usage_error(fmt::format("--disk and --net given {} times together: at most {} devices fit{}",
+                                       virtio_devices, pci_slots, next_to));
+    }
     if (cmdline_option->count() == 0)
         machine.command_line = machine.console == ConsoleMode::Virtio ? "console=hvc0" : "console=ttyS0";
     result.log_level = spdlog::level::from_str(log_level);

@@ -11,6 +11,7 @@
 
 #include "vmm/disk_config.h"
 #include "vmm/machine.h"
+#include "vmm/net_config.h"
 
 namespace minikvm {
 
@@ -42,5 +43,11 @@ std::optional<uint64_t> parse_memory_size(const std::string& text);
 // nothing is opened. On error returns nullopt and sets `error` to the
 // reason, without the "--disk VALUE:" prefix.
 std::optional<DiskConfig> parse_disk_option(const std::string& text, std::string& error);
+
+// The value of one --net option: comma-separated items
+//   tap=NAME (required: a host interface name, 1 to 15 characters),
+//   mac=MAC (six hex bytes, "52:54:00:12:34:56"; unicast, not all zero).
+// Same escaping and errors as parse_disk_option.
+std::optional<NetConfig> parse_net_option(const std::string& text, std::string& error);
 
 }  // namespace minikvm

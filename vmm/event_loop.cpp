@@ -12,6 +12,21 @@
 
 namespace minikvm {
 
+namespace {
+
+uint32_t epoll_events(uint32_t interest) {
+    return ((interest & FdWatcher::kReadable) != 0 ? EPOLLIN : 0u) |
+           ((interest & FdWatcher::kWritable) != 0 ? EPOLLOUT : 0u);
+}
+
+uint32_t ready_bits(uint32_t events) {
+    return ((events & EPOLLIN) != 0 ? FdWatcher::kReadable : 0u) |
+           ((events & EPOLLOUT) != 0 ? FdWatcher::kWritable : 0u) |
+           ((events & (EPOLLERR | EPOLLHUP)) != 0 ? FdWatcher::kError : 0u);
+}
+
+}  // namespace
+
 EventLoop::EventLoop()
     : epoll_(::epoll_create1(EPOLL_CLOEXEC)), wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
     if (!epoll_ || !wake_) throw std::system_error(errno, std::generic_category(), "event loop");
@@ -29,19 +44,51 @@ EventLoop::~EventLoop() {
     thread_.join();
 }
 
-void EventLoop::add(int fd, Handler handler) {
+void EventLoop::add(int fd, SimpleHandler handler) {
+    watch(fd, kReadable, [handler = std::move(handler)](uint32_t) { handler(); });
+}
+
+void EventLoop::watch(int fd, uint32_t interest, Handler handler) {
     std::lock_guard lock(mutex_);
-    epoll_event event{};
-    event.events = EPOLLIN;
-    event.data.fd = fd;
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event) < 0)
-        throw std::system_error(errno, std::generic_category(), "epoll_ctl add");
+    {
+        std::lock_guard interest_lock(interest_mutex_);
+        apply_interest(fd, interest);
+    }
     handlers_[fd] = std::move(handler);
+}
+
+void EventLoop::set_interest(int fd, uint32_t interest) {
+    std::lock_guard lock(interest_mutex_);
+    apply_interest(fd, interest);
+}
+
+void EventLoop::apply_interest(int fd, uint32_t interest) {
+    const auto found = interest_.find(fd);
+    const bool registered = found != interest_.end();
+    if (registered && found->second == interest) return;
+    // Disarmed means out of epoll: even with no events asked for, epoll
+    // would report an error or hang-up on the fd, level-triggered, forever.
+    if (interest == 0) {
+        if (registered) {
+            ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+            interest_.erase(found);
+        }
+        return;
+    }
+    epoll_event event{};
+    event.events = epoll_events(interest);
+    event.data.fd = fd;
+    if (::epoll_ctl(epoll_.get(), registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &event) < 0)
+        throw std::system_error(errno, std::generic_category(), registered ? "epoll_ctl mod" : "epoll_ctl add");
+    interest_[fd] = interest;
 }
 
 void EventLoop::remove(int fd) {
     std::lock_guard lock(mutex_);  // waits for a running handler to finish
-    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+    {
+        std::lock_guard interest_lock(interest_mutex_);
+        apply_interest(fd, 0);
+    }
     handlers_.erase(fd);
 }
 
@@ -60,7 +107,7 @@ void EventLoop::run() {
             std::lock_guard lock(mutex_);
             // A handler removed earlier in this batch must not run.
             auto it = handlers_.find(fd);
-            if (it != handlers_.end()) it->second();
+            if (it != handlers_.end()) it->second(ready_bits(events[i].events));
         }
     }
 }

@@ -1,40 +1,53 @@
 #pragma once
 // One thread that waits on many file descriptors (epoll) and runs a callback
-// when one becomes readable: how device backends hear queue notifications
-// (ioeventfds), host input and I/O completions without a thread each.
+// when one becomes ready: how device backends hear queue notifications
+// (ioeventfds), host input, I/O completions and tap traffic without a
+// thread each.
 
 #include <functional>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
 
+#include "vmm/fd_watcher.h"
 #include "vmm/unique_fd.h"
 
 namespace minikvm {
 
-class EventLoop {
+class EventLoop : public FdWatcher {
 public:
-    using Handler = std::function<void()>;
+    using SimpleHandler = std::function<void()>;
 
     EventLoop();
-    ~EventLoop();  // stops and joins the thread
+    ~EventLoop() override;  // stops and joins the thread
     EventLoop(const EventLoop&) = delete;
     EventLoop& operator=(const EventLoop&) = delete;
 
     // Calls `handler` on the loop thread whenever `fd` is readable (level-
     // triggered: the handler must drain it). The caller keeps `fd` open
     // until remove(fd).
-    void add(int fd, Handler handler);
+    void add(int fd, SimpleHandler handler);
     // After remove() returns, the handler is not running and never runs again.
     void remove(int fd);
 
+    // FdWatcher (level-triggered too).
+    void watch(int fd, uint32_t interest, Handler handler) override;
+    void set_interest(int fd, uint32_t interest) override;
+    void unwatch(int fd) override { remove(fd); }
+
 private:
     void run();
+    // Brings epoll in line with `interest` for `fd`; interest_mutex_ held.
+    void apply_interest(int fd, uint32_t interest);
 
     UniqueFd epoll_;
     UniqueFd wake_;
     std::mutex mutex_;  // guards handlers_; held while a handler runs
     std::unordered_map<int, Handler> handlers_;
+    // Separate, so a handler can change interest (its own included) while
+    // mutex_ is held. Order: mutex_, then interest_mutex_.
+    std::mutex interest_mutex_;
+    std::unordered_map<int, uint32_t> interest_;  // what epoll has now; absent: not in epoll
     std::thread thread_;
 };
 

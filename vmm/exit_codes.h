@@ -9,7 +9,7 @@ enum class ExitCode : int {
     GuestPowerOff = 0,   // guest powered off (or halted every vCPU for good)
     Usage = 2,           // bad command line
     BadImage = 4,        // kernel or initrd missing, unreadable or unusable
-    BadDevice = 6,       // a device backend cannot be set up (a --disk image; taps later)
+    BadDevice = 6,       // a device backend cannot be set up (a --disk image, a --net tap)
     KvmUnavailable = 8,  // /dev/kvm missing, no permission, or a capability missing
     GuestReboot = 10,    // guest asked for a reset (i8042 0xFE, reboot)
     GuestCrash = 12,     // triple fault, KVM internal error, failed VM entry

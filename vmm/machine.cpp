@@ -64,6 +64,13 @@ std::vector<DiskImage> open_disk_images(const std::vector<DiskConfig>& disks) {
     return images;
 }
 
+std::vector<std::unique_ptr<TapDevice>> open_taps(const std::vector<NetConfig>& nets) {
+    std::vector<std::unique_ptr<TapDevice>> taps;
+    taps.reserve(nets.size());
+    for (const NetConfig& net : nets) taps.push_back(std::make_unique<TapDevice>(TapDevice::open(net.tap)));
+    return taps;
+}
+
 uint32_t cpuid_value(const std::vector<kvm_cpuid_entry2>& entries, uint32_t function, uint32_t kvm_cpuid_entry2::*reg) {
     for (const auto& entry : entries)
         if (entry.function == function) return entry.*reg;
@@ -77,6 +84,7 @@ Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_po
       config_(config),
       process_start_(process_start),
       disk_images_(open_disk_images(config.disks)),
+      taps_(open_taps(config.nets)),
       kvm_(Kvm::open()),
       vm_(Vm::create(kvm_)),
       memory_(GuestMemory::allocate(config.memory_bytes)),
@@ -121,6 +129,7 @@ void Machine::add_devices() {
     io_bus_.add(0xed, 1, quiet_ports_);
     if (config_.console == ConsoleMode::Virtio) add_virtio_console();
     add_virtio_disks();
+    add_virtio_nets();
 }
 
 void Machine::add_virtio_console() {
@@ -164,6 +173,28 @@ void Machine::add_virtio_disks() {
         virtio_transports_.push_back(disk_transports_.back().get());
     }
     disk_images_.clear();  // all moved into their devices
+}
+
+void Machine::add_virtio_nets() {
+    for (size_t i = 0; i < taps_.size(); ++i) {
+        const std::string name = fmt::format("virtio-net{}", i);
+        // Chosen once: the guest sees the same address across its reboots.
+        const MacAddress mac = config_.nets[i].mac.value_or(MacAddress::random_local());
+        spdlog::info("{}: tap {} ({}), mac {}", name, taps_[i]->name(), taps_[i]->created() ? "created" : "attached",
+                     mac.to_string());
+        nets_.push_back(std::make_unique<VirtioNet>(name, std::move(taps_[i]), mac, event_loop_));
+        net_transports_.push_back(std::make_unique<VirtioPciLegacy>(*nets_.back(), memory_, name, &notify_eventfds_));
+        net_transports_.back()->set_trace(config_.trace.virtio);
+        PciBdf address = pci_.register_device(*net_transports_.back());
+        spdlog::debug("{} at PCI 00:{:02x}.0", name, address.device);
+        virtio_transports_.push_back(net_transports_.back().get());
+    }
+    taps_.clear();  // all moved into their devices
+}
+
+void Machine::log_net_counters() const {
+    for (size_t i = 0; i < nets_.size(); ++i)
+        spdlog::info("virtio-net{} (tap {}): {}", i, nets_[i]->backend().name(), nets_[i]->counters_text());
 }
 
 ConsoleInputSink* Machine::console_input_sink() {
@@ -251,6 +282,7 @@ int Machine::run() {
         for (auto& runner : runners_) runner->join();
     }  // the input thread stops here, before the terminal is restored
     warn_about_idle_devices();
+    log_net_counters();
     int status = stop_.exit_status();
     auto level = status == to_int(ExitCode::GuestPowerOff) ? spdlog::level::info
                  : status == to_int(ExitCode::GuestCrash)  ? spdlog::level::err

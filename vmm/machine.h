@@ -21,6 +21,7 @@
 #include "virtio/notify_eventfds.h"
 #include "virtio/virtio_blk.h"
 #include "virtio/virtio_console.h"
+#include "virtio/virtio_net.h"
 #include "virtio/virtio_pci_legacy.h"
 #include "vmm/event_loop.h"
 #include "vmm/bus.h"
@@ -28,6 +29,8 @@
 #include "vmm/disk_image.h"
 #include "vmm/guest_memory.h"
 #include "vmm/kvm.h"
+#include "vmm/net_config.h"
+#include "vmm/tap_device.h"
 #include "vmm/signal_block.h"
 #include "vmm/stop_request.h"
 #include "vmm/trace_flags.h"
@@ -52,6 +55,7 @@ struct MachineConfig {
     ConsoleMode console = ConsoleMode::Serial;
     TraceFlags trace;
     std::vector<DiskConfig> disks;  // virtio-blk0, virtio-blk1... in this order
+    std::vector<NetConfig> nets;    // virtio-net0, virtio-net1... in this order, after the disks
 };
 
 class Machine {
@@ -66,6 +70,9 @@ private:
     void add_devices();
     void add_virtio_console();
     void add_virtio_disks();
+    void add_virtio_nets();
+    // At exit: each network card's counters, at info level.
+    void log_net_counters() const;
     // Where the guest's console input goes, if anywhere.
     ConsoleInputSink* console_input_sink();
     void terminal_resized();
@@ -83,6 +90,8 @@ private:
     // Opened and locked first: a bad --disk is reported (exit 6) before
     // anything else is set up.
     std::vector<DiskImage> disk_images_;
+    // Then the taps, for the same reason (exit 6 for a tap that cannot be opened).
+    std::vector<std::unique_ptr<TapDevice>> taps_;
     Kvm kvm_;
     Vm vm_;
     GuestMemory memory_;
@@ -114,6 +123,9 @@ private:
     // after) go first and reset their disks, which then finish their I/O.
     std::vector<std::unique_ptr<VirtioBlk>> disks_;
     std::vector<std::unique_ptr<VirtioPciLegacy>> disk_transports_;
+    // Likewise one virtio-net device and transport per --net.
+    std::vector<std::unique_ptr<VirtioNet>> nets_;
+    std::vector<std::unique_ptr<VirtioPciLegacy>> net_transports_;
 
     std::vector<std::unique_ptr<Vcpu>> vcpus_;
     std::vector<std::unique_ptr<VcpuRunner>> runners_;

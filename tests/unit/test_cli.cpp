@@ -182,3 +182,69 @@ TEST_CASE("a malformed --disk is one line naming the option, exit code 2") {
     CHECK(missing_value.exit_code == 2);
     CHECK_THAT(missing_value.message, Contains("--disk"));
 }
+
+TEST_CASE("--net gives one tap per option, with or without a MAC") {
+    auto outcome = parse({"-k", "bz", "--net", "tap=tap0", "--net", "mac=52:54:00:AB:cd:EF,tap=vm-net.1"});
+    REQUIRE(outcome.command_line);
+    const std::vector<NetConfig>& nets = outcome.command_line->machine.nets;
+    REQUIRE(nets.size() == 2);
+    CHECK(nets[0].tap == "tap0");
+    CHECK_FALSE(nets[0].mac);
+    CHECK(nets[1].tap == "vm-net.1");
+    REQUIRE(nets[1].mac);
+    CHECK(nets[1].mac->to_string() == "52:54:00:ab:cd:ef");
+    CHECK(parse({"-k", "bz"}).command_line->machine.nets.empty());
+
+    std::string error;
+    auto dashes = parse_net_option("tap=t,mac=02-00-00-00-00-01", error);
+    REQUIRE(dashes);
+    CHECK(dashes->mac->bytes == std::array<uint8_t, 6>{2, 0, 0, 0, 0, 1});
+    CHECK(parse_net_option("tap=123456789012345", error));  // 15 characters: the kernel's limit
+}
+
+TEST_CASE("a malformed --net or a bad MAC is one line naming the option, exit code 2") {
+    auto expect_net_error = [](const std::string& value, const std::string& text) {
+        auto outcome = parse({"-k", "bz", "--net", value});
+        CHECK_FALSE(outcome.command_line);
+        CHECK(outcome.exit_code == 2);
+        CHECK(outcome.message_is_error);
+        CHECK_THAT(outcome.message, Contains("--net " + value + ": "));
+        CHECK_THAT(outcome.message, Contains(text));
+        CHECK(outcome.message.find('\n') == outcome.message.size() - 1);
+    };
+    expect_net_error("mac=52:54:00:12:34:56", "tap=NAME is required");
+    expect_net_error("tap0", "is not KEY=VALUE");
+    expect_net_error("tap=", "1 to 15 characters");
+    expect_net_error("tap=1234567890123456", "1 to 15 characters");
+    expect_net_error("tap=a/b", "not a valid interface name");
+    expect_net_error("tap=a b", "not a valid interface name");
+    expect_net_error("tap=..", "1 to 15 characters");
+    expect_net_error("tap=a,tap=b", "'tap' given twice");
+    expect_net_error("tap=a,vhost=on", "unknown key 'vhost'");
+    expect_net_error("tap=a,", "empty item");
+    expect_net_error("tap=a,mac=52:54:00:12:34", "not a MAC address");
+    expect_net_error("tap=a,mac=52:54:00:12:34:5g", "not a MAC address");
+    expect_net_error("tap=a,mac=52:54-00:12:34:56", "not a MAC address");
+    expect_net_error("tap=a,mac=525400123456", "not a MAC address");
+    expect_net_error("tap=a,mac=01:00:5e:00:00:01", "a multicast address");
+    expect_net_error("tap=a,mac=00:00:00:00:00:00", "the all-zero address");
+
+    // Every virtio device is a PCI function with an interrupt of its own.
+    std::vector<std::string> nine{"-k", "bz"};
+    for (int i = 0; i < 4; ++i) nine.insert(nine.end(), {"--disk", "path=d" + std::to_string(i)});
+    for (int i = 0; i < 5; ++i) nine.insert(nine.end(), {"--net", "tap=t" + std::to_string(i)});
+    auto too_many = parse(nine);
+    CHECK(too_many.exit_code == 2);
+    CHECK_THAT(too_many.message, Contains("--disk and --net given 9 times together: at most 8 devices fit"));
+}
+
+TEST_CASE("a random MAC is locally administered unicast, and differs between draws") {
+    const MacAddress a = MacAddress::random_local();
+    const MacAddress b = MacAddress::random_local();
+    for (const MacAddress& mac : {a, b}) {
+        CHECK((mac.bytes[0] & 0x02) != 0);
+        CHECK_FALSE(mac.multicast());
+        CHECK(MacAddress::parse(mac.to_string()) == mac);
+    }
+    CHECK_FALSE(a == b);  // 46 random bits: a clash here means no randomness at all
+}

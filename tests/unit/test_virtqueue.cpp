@@ -729,3 +729,39 @@ TEST_CASE("virtqueue: push refuses what the device never popped", "[virtqueue]")
     CHECK_FALSE(f.queue.push(0, 0));
     CHECK(log.lines().empty());
 }
+
+TEST_CASE("virtqueue: push_batch publishes several chains with one index update", "[virtqueue]") {
+    Fixture f;
+    for (uint16_t head = 0; head < 3; ++head) {
+        f.driver.descriptor(head, kData + 0x100 * head, 0x100, kWrite);
+        f.driver.offer(head);
+    }
+    std::vector<DescriptorChain> chains;
+    while (auto chain = f.queue.pop()) chains.push_back(std::move(*chain));
+    REQUIRE(chains.size() == 3);
+
+    {
+        // More than are in flight, or a head outside the table: nothing at all.
+        LogCapture log;
+        const std::vector<VirtQueue::UsedElement> too_many{{0, 1}, {1, 1}, {2, 1}, {0, 1}};
+        CHECK_FALSE(f.queue.push_batch(too_many));
+        const std::vector<VirtQueue::UsedElement> outside{{0, 1}, {9, 1}};
+        CHECK_FALSE(f.queue.push_batch(outside));
+        CHECK(log.count("device bug") == 2);
+        CHECK(f.driver.used_index() == 0);
+        CHECK(f.queue.in_flight() == 3);
+    }
+
+    // Out of order is fine: the used ring says which head each entry is.
+    const std::vector<VirtQueue::UsedElement> batch{{2, 30}, {0, 10}};
+    CHECK(f.queue.push_batch(batch));
+    CHECK(f.driver.used_index() == 2);
+    CHECK(f.driver.used_element(0) == std::pair<uint32_t, uint32_t>{2, 30});
+    CHECK(f.driver.used_element(1) == std::pair<uint32_t, uint32_t>{0, 10});
+    CHECK(f.queue.in_flight() == 1);
+    CHECK(f.queue.needs_interrupt());
+    CHECK(f.queue.push_batch({}));  // nothing to do
+    CHECK(f.queue.push(1, 20));
+    CHECK(f.driver.used_index() == 3);
+    CHECK(f.queue.in_flight() == 0);
+}

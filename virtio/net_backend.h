@@ -1,0 +1,36 @@
+#pragma once
+// Where a virtio-net device sends and gets its frames: a file descriptor
+// that carries one frame per read()/write(), each preceded by the virtio-net
+// header (a tap opened with IFF_VNET_HDR), plus the two knobs the device
+// turns once the driver has negotiated. The device does the I/O on fd()
+// itself (readv/writev straight to and from guest memory); this interface
+// exists so unit tests can hand it a socketpair and a fake for the knobs.
+
+#include <cstdint>
+#include <string>
+
+namespace minikvm {
+
+class NetBackend {
+public:
+    // Receive offloads a tap may hand us (TUNSETOFFLOAD's TUN_F_* bits, same values).
+    static constexpr unsigned kOffloadCsum = 0x01;
+    static constexpr unsigned kOffloadTso4 = 0x02;
+    static constexpr unsigned kOffloadTso6 = 0x04;
+    static constexpr unsigned kOffloadTsoEcn = 0x08;
+
+    virtual ~NetBackend() = default;
+    // Non-blocking, datagram-like: one frame per call.
+    virtual int fd() const = 0;
+    // For log lines: "tap0".
+    virtual const std::string& name() const = 0;
+    // Which partial checksums and segmentation offloads may arrive on fd()
+    // (kOffload* bits; 0: only complete, checksummed frames). Throws
+    // std::system_error.
+    virtual void set_offloads(unsigned offloads) = 0;
+    // The header size on fd() in both directions: 10, or 12 with
+    // MRG_RXBUF. Throws std::system_error.
+    virtual void set_header_size(int bytes) = 0;
+};
+
+}  // namespace minikvm
