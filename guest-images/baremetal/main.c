@@ -83,13 +83,15 @@ struct test_list {
 void (*test_cleanup)(void);
 
 static const struct test_list* test_lists(unsigned* n) {
-    static struct test_list lists[6];
+    static struct test_list lists[8];
     lists[0] = (struct test_list){platform_tests, platform_test_count, true};
     lists[1] = (struct test_list){console_tests, console_test_count, true};
     lists[2] = (struct test_list){rule_tests, rule_test_count, true};
     lists[3] = (struct test_list){bench_tests, bench_test_count, false};
     lists[4] = (struct test_list){blk_tests, blk_test_count, true};
     lists[5] = (struct test_list){blk_bench_tests, blk_bench_test_count, false};
+    lists[6] = (struct test_list){net_tests, net_test_count, true};
+    lists[7] = (struct test_list){net_bench_tests, net_bench_test_count, false};
     *n = ARRAY_SIZE(lists);
     return lists;
 }

@@ -27,12 +27,16 @@ extern const struct test console_tests[];
 extern const unsigned console_test_count;
 extern const struct test rule_tests[];
 extern const unsigned rule_test_count;
+extern const struct test net_tests[];
+extern const unsigned net_test_count;
 extern const struct test bench_tests[];  /* not part of test=all */
 extern const unsigned bench_test_count;
 extern const struct test blk_tests[];
 extern const unsigned blk_test_count;
 extern const struct test blk_bench_tests[]; /* not part of test=all */
 extern const unsigned blk_bench_test_count;
+extern const struct test net_bench_tests[]; /* not part of test=all */
+extern const unsigned net_bench_test_count;
 
 /* A test may set this; it runs after the test, pass or fail (e.g. to
  * reset a device that still points at the test's memory). */
