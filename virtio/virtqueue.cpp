@@ -163,6 +163,15 @@ std::optional<DescriptorChain> VirtQueue::pop() {
     if (!ready_ || broken()) return std::nullopt;
     auto index = fetch_avail_index();
     if (!index || *index == next_avail_) return std::nullopt;
+    // Without this a driver could offer the same head over and over while
+    // the device holds every earlier copy, and keep it popping forever.
+    if (in_flight_ >= size_) {
+        fail(VirtQueueError::TooManyInFlight,
+             fmt::format("virtio 1.2 2.7.13.1: available entry {} offered while all {} chains the {}-entry table can "
+                         "hold are in flight (each takes a free descriptor)",
+                         next_avail_, in_flight_, size_));
+        return std::nullopt;
+    }
 
     const uint64_t slot = sr::kRingEntries + sr::kAvailEntrySize * (next_avail_ & (size_ - 1));
     DescriptorChain chain;
@@ -335,10 +344,15 @@ bool VirtQueue::push_batch(std::span<const UsedElement> elements) {
     // After a break or a reset, late completions are dropped without a word.
     if (!ready_ || broken()) return false;
     if (elements.empty()) return true;
+    if (elements.size() > in_flight_) {
+        spdlog::error("virtqueue {}: device bug: push of {} chains at once with {} in flight (queue size {})", name_,
+                      elements.size(), in_flight_, size_);
+        return false;
+    }
     for (const UsedElement& element : elements)
-        if (element.head >= size_ || elements.size() > in_flight_) {
-            spdlog::error("virtqueue {}: device bug: push of head {} ({} at once) with {} chains in flight (queue size {})",
-                          name_, element.head, elements.size(), in_flight_, size_);
+        if (element.head >= size_) {
+            spdlog::error("virtqueue {}: device bug: push of head {}, outside the {}-entry table", name_, element.head,
+                          size_);
             return false;
         }
     uint16_t index = used_idx_;

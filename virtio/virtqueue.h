@@ -68,6 +68,8 @@ enum class VirtQueueError {
     IndirectNextOutOfRange,  // 2.7.5.3: next indexes the indirect table
     IndirectLoop,            // 2.7.5.2
     IndirectChainTooLong,    // 2.7.5.3.1: no chain longer than the queue size
+    TooManyInFlight,         // 2.7.13.1: each chain takes a free descriptor, so
+                             // at most `size` are ever in flight
 };
 
 class VirtQueue {

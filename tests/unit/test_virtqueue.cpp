@@ -765,3 +765,33 @@ TEST_CASE("virtqueue: push_batch publishes several chains with one index update"
     CHECK(f.driver.used_index() == 3);
     CHECK(f.queue.in_flight() == 0);
 }
+
+TEST_CASE("virtqueue: more chains in flight than the table holds breaks the queue", "[virtqueue]") {
+    // A driver that offers one head again and again while the device still
+    // holds it would otherwise keep pop() going for as long as it likes.
+    Fixture f(4);
+    f.driver.descriptor(0, kData, 1);
+    for (int i = 0; i < 4; ++i) f.driver.offer(0);
+    for (int i = 0; i < 4; ++i) REQUIRE(f.queue.pop());
+    CHECK_FALSE(f.queue.pop());  // nothing available: not a violation
+    CHECK_FALSE(f.queue.broken());
+    f.driver.offer(0);
+    require_breaks(f.queue, VirtQueueError::TooManyInFlight, "2.7.13.1");
+    CHECK_THAT(f.queue.broken_reason(), Contains("all 4 chains"));
+}
+
+TEST_CASE("virtqueue: a full table in flight is fine once chains come back", "[virtqueue]") {
+    Fixture f(4);
+    for (uint16_t head = 0; head < 4; ++head) {
+        f.driver.descriptor(head, kData + head, 1);
+        f.driver.offer(head);
+    }
+    for (int i = 0; i < 4; ++i) REQUIRE(f.queue.pop());
+    CHECK(f.queue.in_flight() == 4);
+    REQUIRE(f.queue.push(2, 0));
+    f.driver.offer(2);
+    auto chain = f.queue.pop();
+    REQUIRE(chain);
+    CHECK(chain->head == 2);
+    CHECK_FALSE(f.queue.broken());
+}
