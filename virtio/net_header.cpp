@@ -39,7 +39,7 @@ void encode(const Header& header, std::span<uint8_t> bytes) {
     if (bytes.size() >= kMergeableHeaderSize) put_le16(bytes, kNumBuffersOffset, header.num_buffers);
 }
 
-std::string check_transmit(const Header& header, uint32_t frame_length, const TxOffloads& offloads) {
+std::string check_transmit(const Header& header, uint32_t frame_length, const Offloads& offloads) {
     if (frame_length < kEthernetHeader)
         return fmt::format("frame of {} bytes is shorter than an Ethernet header", frame_length);
     if (frame_length > kMaxFrame) return fmt::format("frame of {} bytes is over the {}-byte limit", frame_length, kMaxFrame);
@@ -83,7 +83,7 @@ std::string check_transmit(const Header& header, uint32_t frame_length, const Tx
     return {};
 }
 
-std::string check_receive(const Header& header, const RxOffloads& offloads) {
+std::string check_receive(const Header& header, const Offloads& offloads) {
     if ((header.flags & kFlagNeedsCsum) != 0 && !offloads.csum) return "partial checksum, but GUEST_CSUM is off";
     const uint8_t type = header.gso_type & static_cast<uint8_t>(~kGsoEcn);
     if (type == kGsoNone) return {};
@@ -92,6 +92,11 @@ std::string check_receive(const Header& header, const RxOffloads& offloads) {
         return fmt::format("gso_type {:#04x}, which the driver did not accept", header.gso_type);
     if ((header.gso_type & kGsoEcn) != 0 && !offloads.ecn) return "TSO with ECN, which the driver did not accept";
     return {};
+}
+
+uint8_t receive_flags(const Header& header, const Offloads& offloads) {
+    if (!offloads.csum) return 0;
+    return header.flags & (kFlagNeedsCsum | kFlagDataValid);
 }
 
 Header sanitized_for_tap(const Header& header) {

@@ -64,8 +64,10 @@ Header decode(std::span<const uint8_t> bytes);
 // Writes the first bytes.size() (10 or 12) bytes of the header.
 void encode(const Header& header, std::span<uint8_t> bytes);
 
-// Which transmit offloads the driver negotiated (CSUM, HOST_TSO4/6, HOST_ECN).
-struct TxOffloads {
+// Which offloads one direction may use: on transmit what the driver
+// negotiated (CSUM, HOST_TSO4/6, HOST_ECN), on receive what the tap was
+// allowed to hand over (GUEST_CSUM, GUEST_TSO4/6, GUEST_ECN).
+struct Offloads {
     bool csum = false;
     bool tso4 = false;
     bool tso6 = false;
@@ -75,19 +77,16 @@ struct TxOffloads {
 // Checks a transmitted header against the offloads and the frame that
 // follows it (`frame_length`: bytes after the header). Returns "" when the
 // packet may go out, else what is wrong, citing the rule, for a log line.
-std::string check_transmit(const Header& header, uint32_t frame_length, const TxOffloads& offloads);
-
-// Which receive offloads the tap was allowed to use (GUEST_CSUM, TSO4/6, ECN).
-struct RxOffloads {
-    bool csum = false;
-    bool tso4 = false;
-    bool tso6 = false;
-    bool ecn = false;
-};
+std::string check_transmit(const Header& header, uint32_t frame_length, const Offloads& offloads);
 
 // Checks a header the tap wrote against what it was allowed: "" when the
 // driver can take the frame, else why not.
-std::string check_receive(const Header& header, const RxOffloads& offloads);
+std::string check_receive(const Header& header, const Offloads& offloads);
+
+// The flags byte a received header may carry to the driver: a tap sets
+// DATA_VALID whatever it was told, but without GUEST_CSUM the device MUST
+// set flags to zero (virtio 1.2 5.1.6.3.2).
+uint8_t receive_flags(const Header& header, const Offloads& offloads);
 
 // The header a transmitted packet goes to the tap with: what was checked,
 // with the flags the device does not act on (DATA_VALID, unknown bits:

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <system_error>
 
@@ -55,6 +56,7 @@ VirtioNet::VirtioNet(std::string name, std::unique_ptr<NetBackend> backend, MacA
     : name_(std::move(name)),
       backend_(std::move(backend)),
       watcher_(watcher),
+      configured_mac_(mac),
       mac_(mac),
       // Room for the largest frame a tap can hand over, plus one byte to
       // tell a frame that filled everything from one cut short.
@@ -81,10 +83,10 @@ void VirtioNet::read_config(uint32_t offset, std::span<uint8_t> data) {
     {
         std::lock_guard lock(mutex_);
         std::copy(mac_.bytes.begin(), mac_.bytes.end(), bytes.begin() + kConfigMac);
+        // The link is up until the tap fails for good.
+        bytes[kConfigStatus] = backend_failed_ ? 0 : static_cast<uint8_t>(kStatusLinkUp);
+        bytes[kConfigStatus + 1] = 0;
     }
-    // The link is up for as long as the tap is open.
-    bytes[kConfigStatus] = static_cast<uint8_t>(kStatusLinkUp);
-    bytes[kConfigStatus + 1] = 0;
     std::copy_n(bytes.begin() + offset, data.size(), data.begin());
 }
 
@@ -97,8 +99,10 @@ void VirtioNet::write_config(uint32_t offset, std::span<const uint8_t> data) {
         if (at < kConfigMac + mac_.bytes.size()) mac_.bytes[at - kConfigMac] = data[i];
     }
     if (offset + data.size() > kConfigStatus)
-        log_rx(fmt::format("{}-byte write to configuration offset {} reaches the read-only status; ignored there",
-                           data.size(), offset));
+        config_log_.log(spdlog::level::warn,
+                        fmt::format("{}: {}-byte write to configuration offset {} reaches the read-only status; "
+                                    "ignored there",
+                                    name_, data.size(), offset));
     else
         spdlog::debug("{}: driver wrote the MAC: now {}", name_, mac_.to_string());
 }
@@ -109,7 +113,6 @@ void VirtioNet::activate(uint64_t negotiated_features, std::span<VirtQueue> queu
                          VirtioTransportSignals& signals) {
     std::lock_guard lock(mutex_);
     const auto has = [&](unsigned feature) { return (negotiated_features & bit(feature)) != 0; };
-    negotiated_ = negotiated_features;
     mergeable_ = has(kFeatureMrgRxbuf);
     header_size_ = net::header_size(mergeable_);
     tx_offloads_ = {.csum = has(kFeatureCsum),
@@ -147,6 +150,10 @@ void VirtioNet::activate(uint64_t negotiated_features, std::span<VirtQueue> queu
         }
     }
     tap_offloads_ = offloads;
+    rx_offloads_ = {.csum = (offloads & NetBackend::kOffloadCsum) != 0,
+                    .tso4 = (offloads & NetBackend::kOffloadTso4) != 0,
+                    .tso6 = (offloads & NetBackend::kOffloadTso6) != 0,
+                    .ecn = (offloads & NetBackend::kOffloadTsoEcn) != 0};
     rx_target_ = header_size_ +
                  ((offloads & (NetBackend::kOffloadTso4 | NetBackend::kOffloadTso6)) != 0 ? net::kMaxFrame : kUsualFrame);
     spdlog::debug("{}: activated: {}-byte header, tap offloads {}", name_, header_size_, offload_names(offloads));
@@ -166,8 +173,9 @@ void VirtioNet::reset() {
     drop_in_flight();
     queues_ = {};
     signals_ = nullptr;
-    negotiated_ = 0;
     rx_ring_may_have_buffers_ = false;
+    // A MAC the driver wrote is its own: the next driver starts from ours.
+    mac_ = configured_mac_;
     update_interest();
     // The next driver may accept less: the tap must stop offloading now.
     if (tap_offloads_ != 0) {
@@ -177,6 +185,7 @@ void VirtioNet::reset() {
             spdlog::warn("{}: turning the tap's offloads off: {}", name_, error.what());
         }
         tap_offloads_ = 0;
+        rx_offloads_ = {};
     }
 }
 
@@ -272,9 +281,24 @@ VirtioNet::Step VirtioNet::read_frame(size_t& length) {
         }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Step::NoFrame;
+        if (n < 0 && errno == EINVAL) return drop_unreadable_frame();
         backend_failed(n == 0 ? std::string("end of file") : fmt::format("read: {}", std::strerror(errno)));
         return Step::Stop;
     }
+}
+
+VirtioNet::Step VirtioNet::drop_unreadable_frame() {
+    // readv() refused our buffers (too many, a device bug): the tap is fine.
+    // The frame is taken alone into the host buffer so the tap moves on.
+    const size_t buffers = iov_.size();
+    const ssize_t n = ::read(backend_->fd(), rx_buffer_.data(), rx_buffer_.size());
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        backend_failed(fmt::format("read: {}", std::strerror(errno)));
+        return Step::Stop;
+    }
+    ++counters_.rx_dropped;
+    log_rx(fmt::format("readv of {} receive buffers refused (EINVAL); frame dropped", buffers));
+    return Step::Dropped;
 }
 
 bool VirtioNet::receive_frame_acceptable(const DescriptorChain& first, size_t length, size_t capacity) {
@@ -293,16 +317,14 @@ bool VirtioNet::receive_frame_acceptable(const DescriptorChain& first, size_t le
     // reset may still carry offloads the new driver refused.
     std::array<uint8_t, net::kMergeableHeaderSize> raw{};
     read_written(first, std::span(raw.data(), header_size_));
-    const std::string problem = net::check_receive(net::decode(std::span(raw.data(), header_size_)),
-                                                   net::RxOffloads{.csum = (tap_offloads_ & NetBackend::kOffloadCsum) != 0,
-                                                                   .tso4 = (tap_offloads_ & NetBackend::kOffloadTso4) != 0,
-                                                                   .tso6 = (tap_offloads_ & NetBackend::kOffloadTso6) != 0,
-                                                                   .ecn = (tap_offloads_ & NetBackend::kOffloadTsoEcn) != 0});
-    if (!problem.empty()) {
+    const net::Header header = net::decode(std::span(raw.data(), header_size_));
+    if (const std::string problem = net::check_receive(header, rx_offloads_); !problem.empty()) {
         ++counters_.rx_dropped;
         log_rx(fmt::format("frame from tap {}: {}; dropped", backend_->name(), problem));
         return false;
     }
+    if (const uint8_t flags = net::receive_flags(header, rx_offloads_); flags != header.flags)
+        first.write(0, std::span(&flags, 1));
     return true;
 }
 
@@ -323,7 +345,8 @@ VirtioNet::Step VirtioNet::receive_one() {
     gather(chain);
     iov_.push_back({rx_buffer_.data(), rx_buffer_.size()});
     size_t length = 0;
-    if (const Step step = read_frame(length); step != Step::Progress) return step;
+    if (const Step step = read_frame(length); step != Step::Progress)
+        return step == Step::Dropped ? Step::Progress : step;
     if (!receive_frame_acceptable(chain, length, chain.writable_length)) return Step::Progress;
     if (length > chain.writable_length) {
         ++counters_.rx_dropped;
@@ -343,22 +366,33 @@ VirtioNet::Step VirtioNet::receive_mergeable() {
         if (const Step step = finish_pending_frame(); step != Step::Progress) return step;
     }
     // Take chains ahead, up to the largest frame expected, so that the
-    // frame lands in guest memory directly.
+    // frame lands in guest memory directly. One readv() takes at most
+    // IOV_MAX buffers, rx_buffer_ being the last: the chains past that
+    // (indirect ones hold up to 256 each) wait for the tail or next frame.
+    iov_.clear();
     size_t capacity = 0;
-    for (const DescriptorChain& chain : rx_chains_) capacity += chain.writable_length;
-    while (capacity < rx_target_) {
+    size_t gathered = 0;  // rx_chains_[0, gathered) are in iov_
+    const auto take = [&](const DescriptorChain& chain) {
+        if (iov_.size() + chain.writable.size() + 1 > IOV_MAX) return false;
+        gather(chain);
+        capacity += chain.writable_length;
+        ++gathered;
+        return true;
+    };
+    while (gathered < rx_chains_.size() && take(rx_chains_[gathered])) {
+    }
+    while (gathered == rx_chains_.size() && capacity < rx_target_) {
         auto chain = next_receive_chain();
         if (!chain) break;
-        capacity += chain->writable_length;
         rx_chains_.push_back(std::move(*chain));
+        if (!take(rx_chains_.back())) break;
     }
-    if (rx_chains_.empty()) return Step::NoBuffers;
+    if (gathered == 0) return Step::NoBuffers;
 
-    iov_.clear();
-    for (const DescriptorChain& chain : rx_chains_) gather(chain);
     iov_.push_back({rx_buffer_.data(), rx_buffer_.size()});
     size_t length = 0;
-    if (const Step step = read_frame(length); step != Step::Progress) return step;
+    if (const Step step = read_frame(length); step != Step::Progress)
+        return step == Step::Dropped ? Step::Progress : step;
     if (!receive_frame_acceptable(rx_chains_.front(), length, capacity)) return Step::Progress;
 
     // The frame filled the chains in order, each to the brim but the last;
@@ -367,7 +401,7 @@ VirtioNet::Step VirtioNet::receive_mergeable() {
     frame.total = length;
     size_t remaining = length;
     size_t used = 0;
-    while (remaining > 0 && used < rx_chains_.size()) {
+    while (remaining > 0 && used < gathered) {
         const size_t take = std::min<size_t>(rx_chains_[used].writable_length, remaining);
         frame.chains.push_back(std::move(rx_chains_[used]));
         frame.lengths.push_back(static_cast<uint32_t>(take));
@@ -391,9 +425,11 @@ VirtioNet::Step VirtioNet::finish_pending_frame() {
             chain = next_receive_chain();
         }
         if (!chain) {
-            // Every slot of the ring is ours and it still does not fit: the
-            // driver cannot post more, so waiting would hang the queue.
-            if (queues_[kReceiveQueue].in_flight() >= queues_[kReceiveQueue].size()) {
+            // The frame holds every slot of the ring and still does not fit:
+            // the driver cannot post more, so waiting would hang the queue.
+            // (Chains completed in this wakeup are not counted: the flush
+            // below returns them and the driver reposts them.)
+            if (frame.chains.size() + rx_chains_.size() >= queues_[kReceiveQueue].size()) {
                 ++counters_.rx_dropped;
                 log_rx(fmt::format("frame of {} bytes is larger than the whole receive ring; dropped",
                                    frame.total - header_size_));
@@ -426,9 +462,15 @@ void VirtioNet::transmit() {
     VirtQueue& queue = queues_[kTransmitQueue];
     if (!queue.ready()) return;
     if (tx_blocked_) {
-        if (transmit_chain(*tx_blocked_) == Sent::WouldBlock) return;
-        tx_used_.push_back({tx_blocked_->head, 0});
+        // Out of tx_blocked_ while it is tried: a tap failing meanwhile
+        // completes whatever waits there.
+        DescriptorChain chain = std::move(*tx_blocked_);
         tx_blocked_.reset();
+        if (transmit_chain(chain) == Sent::WouldBlock) {
+            tx_blocked_ = std::move(chain);
+            return;
+        }
+        tx_used_.push_back({chain.head, 0});
     }
     // Kicks are pointless while we are taking everything there is anyway.
     do {
@@ -471,6 +513,8 @@ VirtioNet::Sent VirtioNet::transmit_chain(const DescriptorChain& chain) {
         return Sent::Done;
     }
 
+    // The engine lets no chain hold more descriptors than the queue size.
+    static_assert(kQueueSize + 1 <= IOV_MAX, "the header and every buffer of a chain in one writev()");
     net::encode(net::sanitized_for_tap(header), std::span(raw.data(), header_size_));
     iov_.clear();
     iov_.push_back({raw.data(), header_size_});
@@ -496,7 +540,14 @@ VirtioNet::Sent VirtioNet::transmit_chain(const DescriptorChain& chain) {
         break;
     }
     const int error = errno;
-    if (error == EBADFD || error == EIO || error == EPIPE) {
+    // A tap whose interface is down (not IFF_UP) says EIO: it may come up.
+    if (error == EIO) {
+        ++counters_.tx_dropped;
+        log_tx(fmt::format("tap {} is down; {}-byte frame dropped", backend_->name(), frame_length));
+        return Sent::Done;
+    }
+    // Detached or deleted (EBADFD), or the other end gone: for good.
+    if (error == EBADFD || error == EPIPE) {
         ++counters_.tx_dropped;
         backend_failed(fmt::format("write: {}", std::strerror(error)));
         return Sent::Done;
@@ -543,6 +594,18 @@ void VirtioNet::backend_failed(const std::string& why) {
         // Nothing better to do: the handler ignores it from now on.
     }
     interest_ = 0;
+    if (queues_.empty()) return;
+    // The link is down now (STATUS).
+    signals_->signal_config_change();
+    // A chain waiting for the tap would wait for ever, and so would those
+    // queued behind it without a kick (notifications are off meanwhile):
+    // transmit() drops and completes them all.
+    if (tx_blocked_) {
+        ++counters_.tx_dropped;
+        tx_used_.push_back({tx_blocked_->head, 0});
+        tx_blocked_.reset();
+        transmit();
+    }
 }
 
 std::string VirtioNet::state_lines() const {

@@ -2,7 +2,7 @@
 // virtio-net (virtio 1.2 section 5.1) over a tap: receiveq (queue 0) and
 // transmitq (queue 1), no control queue (no feature offered needs one).
 //
-// Offered: MAC, STATUS (link always up), CSUM and GUEST_CSUM, HOST_TSO4/6 and
+// Offered: MAC, STATUS (link up until the tap fails), CSUM and GUEST_CSUM, HOST_TSO4/6 and
 // GUEST_TSO4/6, HOST_ECN and GUEST_ECN, MRG_RXBUF, and the ring features
 // INDIRECT_DESC and EVENT_IDX. No UFO: Linux no longer makes UFO packets,
 // and a tap cannot take them on the receive side. At DRIVER_OK the tap is
@@ -34,8 +34,14 @@
 // and completed. When the tap cannot take more (EAGAIN) the chain waits,
 // the device waits for the tap to be writable, and nothing is dropped.
 //
-// A tap that fails (the interface deleted, an I/O error) is logged once and
-// not polled again; transmitted frames are then dropped and counted.
+// A tap whose interface is down (EIO on write) drops each transmitted frame,
+// counted, with a rate-limited log line, and works again once it is up. A
+// tap that fails (detached or deleted: EBADFD, end of file, an error on
+// poll) is logged once and not polled again; the link goes down (STATUS,
+// with a configuration change interrupt), a transmit chain waiting for the
+// tap is completed, and transmitted frames are then dropped and counted.
+//
+// A MAC the driver writes lasts until reset, which restores the configured one.
 //
 // Threads. The transport serializes its calls (vCPUs, event loop kicks);
 // the tap's readiness arrives on the FdWatcher's thread. One mutex covers
@@ -135,7 +141,8 @@ public:
     size_t header_size() const;
 
 private:
-    enum class Step { Progress, NoBuffers, NoFrame, Stop };
+    // Dropped: a frame was read and dropped here (not into the chains).
+    enum class Step { Progress, NoBuffers, NoFrame, Stop, Dropped };
 
     // One merged frame being delivered (MRG_RXBUF): the chains it fills so
     // far, and what is left of it in rx_buffer_ waiting for more chains.
@@ -154,8 +161,10 @@ private:
     Step finish_pending_frame();
     std::optional<DescriptorChain> next_receive_chain();
     // One readv() of a frame into iov_; Progress with its length, NoFrame
-    // when the tap has none, Stop when the tap failed.
+    // when the tap has none, Stop when the tap failed, Dropped when readv()
+    // refused iov_ and the frame was thrown away.
     Step read_frame(size_t& length);
+    Step drop_unreadable_frame();
     // Checks a frame just read (size, and the header the tap wrote at the
     // start of `first`); counts and logs a drop.
     bool receive_frame_acceptable(const DescriptorChain& first, size_t length, size_t capacity);
@@ -177,13 +186,14 @@ private:
     FdWatcher& watcher_;
 
     mutable std::mutex mutex_;
+    const MacAddress configured_mac_;  // what reset() goes back to
     MacAddress mac_;  // the driver may write it (legacy drivers do, 5.1.4.2)
     std::span<VirtQueue> queues_;  // empty while not active
     VirtioTransportSignals* signals_ = nullptr;
-    uint64_t negotiated_ = 0;
     size_t header_size_ = net::kHeaderSize;
     bool mergeable_ = false;
-    net::TxOffloads tx_offloads_;
+    net::Offloads tx_offloads_;  // what the driver may send
+    net::Offloads rx_offloads_;  // what the tap may hand over (tap_offloads_)
     unsigned tap_offloads_ = 0;
     size_t rx_target_ = 0;  // receive capacity to take ahead with MRG_RXBUF
 
@@ -206,6 +216,7 @@ private:
     Counters counters_;
     RateLimitedLog rx_log_;
     RateLimitedLog tx_log_;
+    RateLimitedLog config_log_;
 };
 
 }  // namespace minikvm

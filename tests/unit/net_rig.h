@@ -147,10 +147,11 @@ struct FakeWatcher : FdWatcher {
 
 struct Signals : VirtioTransportSignals {
     std::atomic<int> used{0};
+    std::atomic<int> config{0};
     std::mutex mutex;
     std::vector<std::string> broken;
     void signal_used_buffer() override { ++used; }
-    void signal_config_change() override {}
+    void signal_config_change() override { ++config; }
     void signal_device_broken(std::string_view reason) override {
         std::lock_guard lock(mutex);
         broken.emplace_back(reason);
@@ -223,6 +224,35 @@ struct Rig {
     Posted post_rx(const std::vector<uint32_t>& sizes) { return offer(rx, rx_next, {}, sizes); }
     // A transmit chain made of these pieces.
     Posted post_tx(const std::vector<Bytes>& pieces) { return offer(tx, tx_next, pieces, {}); }
+    // A receive chain of one indirect table of `count` writable buffers of
+    // `size` bytes each (needs INDIRECT_DESC); uses one descriptor.
+    Posted post_rx_indirect(uint32_t count, uint32_t size) {
+        Posted posted{static_cast<uint16_t>(rx_next % VirtioNet::kQueueSize), {}};
+        const uint64_t table = allocate(16 * uint64_t{count});
+        for (uint32_t i = 0; i < count; ++i) {
+            const uint64_t address = allocate(size);
+            posted.addresses.push_back(address);
+            const auto flags = static_cast<uint16_t>(kWrite | (i + 1 < count ? kNext : 0));
+            test_helpers::put_descriptor(memory, table + 16 * uint64_t{i}, address, size, flags,
+                                         static_cast<uint16_t>(i + 1));
+        }
+        rx.descriptor(posted.head, table, 16 * count, split_ring::kDescIndirect);
+        ++rx_next;
+        rx.offer(posted.head);
+        return posted;
+    }
+    // Fills the device's end of the tap until a write would block; the
+    // host's next host_receive()s return the filler.
+    void fill_tap() {
+        const uint8_t byte = 0;
+        while (::send(device_fd, &byte, 1, MSG_DONTWAIT) == 1) {
+        }
+        REQUIRE((errno == EAGAIN || errno == EWOULDBLOCK));
+    }
+    void drain_host() {
+        while (host_receive()) {
+        }
+    }
     void kick_rx() { net->queue_notified(VirtioNet::kReceiveQueue); }
     void kick_tx() { net->queue_notified(VirtioNet::kTransmitQueue); }
 

@@ -14,8 +14,8 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-constexpr net::TxOffloads kAllTx{.csum = true, .tso4 = true, .tso6 = true, .ecn = true};
-constexpr net::TxOffloads kNoTx{};
+constexpr net::Offloads kAllTx{.csum = true, .tso4 = true, .tso6 = true, .ecn = true};
+constexpr net::Offloads kNoTx{};
 
 net::Header tso(uint8_t type, uint16_t gso_size = 1448) {
     return net::Header{.flags = net::kFlagNeedsCsum,
@@ -123,7 +123,7 @@ TEST_CASE("net header: what goes to the tap keeps only what the device acts on",
 }
 
 TEST_CASE("net header: a received header must match the offloads the tap was allowed", "[net]") {
-    const net::RxOffloads all{.csum = true, .tso4 = true, .tso6 = true, .ecn = true};
+    const net::Offloads all{.csum = true, .tso4 = true, .tso6 = true, .ecn = true};
     CHECK(net::check_receive(net::Header{}, {}).empty());
     CHECK(net::check_receive(tso(net::kGsoTcpV4 | net::kGsoEcn), all).empty());
     CHECK_THAT(net::check_receive(net::Header{.flags = net::kFlagNeedsCsum}, {}), Contains("GUEST_CSUM"));
@@ -133,4 +133,13 @@ TEST_CASE("net header: a received header must match the offloads the tap was all
     CHECK_THAT(net::check_receive(tso(net::kGsoTcpV4 | net::kGsoEcn), {.csum = true, .tso4 = true}), Contains("ECN"));
     // DATA_VALID is fine whatever was negotiated: a driver may ignore it.
     CHECK(net::check_receive(net::Header{.flags = net::kFlagDataValid}, {}).empty());
+}
+
+TEST_CASE("net header: without GUEST_CSUM a received header carries no flags", "[net]") {
+    const net::Header valid{.flags = net::kFlagDataValid};
+    CHECK(net::receive_flags(valid, {}) == 0);  // 5.1.6.3.2: the device MUST set flags to zero
+    CHECK(net::receive_flags(valid, {.csum = true}) == net::kFlagDataValid);
+    CHECK(net::receive_flags(net::Header{.flags = net::kFlagNeedsCsum}, {.csum = true}) == net::kFlagNeedsCsum);
+    // Bits virtio does not define never reach the driver.
+    CHECK(net::receive_flags(net::Header{.flags = 0x80 | net::kFlagDataValid}, {.csum = true}) == net::kFlagDataValid);
 }

@@ -6,8 +6,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <stdlib.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <functional>
@@ -136,7 +140,7 @@ TEST_CASE("virtio-net: a tap that refuses the header size stops the device; refu
 }
 
 TEST_CASE("virtio-net: receive without MRG_RXBUF, header in its own buffer or in front of the frame", "[net]") {
-    Rig rig(kMac);
+    Rig rig(kMac | kGuestCsum);  // so DATA_VALID reaches the driver as the tap wrote it
     const auto separate = rig.post_rx({10, 1514});
     const auto together = rig.post_rx({1524});
     CHECK_FALSE(rig.polls_rx());  // posted, but the device only learns of them by the kick
@@ -530,4 +534,214 @@ TEST_CASE("virtio-net: on a real event loop, frames arrive as the guest posts bu
     CHECK(rig.net->counters().rx_packets == 4);
     CHECK(rig.net->counters().rx_dropped == 0);
     rig.net->reset();
+}
+
+// --- guest and tap misbehaviour ---------------------------------------------------
+
+TEST_CASE("virtio-net: a receive ring offering more chains than the table holds stops the device", "[net]") {
+    LogCapture log;
+    Rig rig(kMac);
+    rig.post_rx({1600});
+    rig.kick_rx();  // no frame yet: the device holds the chain
+    REQUIRE(rig.queues[0].in_flight() == 1);
+    // Nothing comes back, yet the driver offers a short chain a whole ring's
+    // worth of times: each would be completed empty, in the same wakeup.
+    rig.rx.descriptor(200, rig.allocate(4), 4, kWrite);
+    for (unsigned i = 0; i < VirtioNet::kQueueSize; ++i) rig.rx.offer(200);
+    rig.host_send(concat(Bytes(10, 0), pattern(60, 1)));
+    rig.watcher.pump();
+    REQUIRE(rig.signals.broken.size() == 1);
+    CHECK_THAT(rig.signals.broken[0], Contains("2.7.13.1"));
+    CHECK(rig.queues[0].error() == VirtQueueError::TooManyInFlight);
+    CHECK_FALSE(rig.polls_rx());
+}
+
+TEST_CASE("virtio-net: a transmit ring offering more chains than the table holds stops the device", "[net]") {
+    LogCapture log;
+    Rig rig(kMac);
+    rig.fill_tap();
+    rig.post_tx({concat(Bytes(10, 0), pattern(60, 1))});
+    rig.kick_tx();
+    REQUIRE(rig.polls_tx());  // the device holds the blocked chain
+    // A chain too short for a header, offered over and over: each is
+    // dropped and completed in the same wakeup.
+    rig.tx.descriptor(200, rig.allocate(4), 4);
+    for (unsigned i = 0; i < VirtioNet::kQueueSize; ++i) rig.tx.offer(200);
+    rig.drain_host();
+    rig.watcher.pump();
+    REQUIRE(rig.signals.broken.size() == 1);
+    CHECK_THAT(rig.signals.broken[0], Contains("2.7.13.1"));
+    CHECK(rig.queues[1].error() == VirtQueueError::TooManyInFlight);
+    CHECK(rig.net->counters().tx_packets == 1);
+    CHECK(rig.net->counters().tx_dropped == VirtioNet::kQueueSize - 1);
+}
+
+TEST_CASE("virtio-net: a tap that is down drops frames, counted, and works again once up", "[net]") {
+    LogCapture log;
+    Rig rig(kMac);
+    // A hung-up terminal answers every write with EIO, as a tap that is not
+    // IFF_UP does: put one where the device's tap is.
+    const int saved = ::dup(rig.device_fd);
+    REQUIRE(saved >= 0);
+    const int master = ::posix_openpt(O_RDWR | O_NOCTTY);
+    REQUIRE(master >= 0);
+    REQUIRE(::grantpt(master) == 0);
+    REQUIRE(::unlockpt(master) == 0);
+    const int terminal = ::open(::ptsname(master), O_RDWR | O_NOCTTY);
+    REQUIRE(terminal >= 0);
+    ::close(master);
+    REQUIRE(::dup2(terminal, rig.device_fd) == rig.device_fd);
+    ::close(terminal);
+
+    rig.post_tx({concat(Bytes(10, 0), pattern(60, 1))});
+    rig.post_tx({concat(Bytes(10, 0), pattern(60, 2))});
+    rig.kick_tx();
+    CHECK(rig.tx.used_index() == 2);
+    CHECK(rig.net->counters().tx_dropped == 2);
+    CHECK(log.count("warning", "tap faketap0 is down; 60-byte frame dropped") == 2);
+    CHECK(log.count("error", "failed") == 0);
+
+    // The interface comes up: frames go out again, the link never went down.
+    REQUIRE(::dup2(saved, rig.device_fd) == rig.device_fd);
+    ::close(saved);
+    const Bytes frame = concat(Bytes(10, 0), pattern(60, 3));
+    rig.post_tx({frame});
+    rig.kick_tx();
+    CHECK(rig.host_receive() == frame);
+    CHECK(rig.net->counters().tx_packets == 1);
+    std::array<uint8_t, 2> status{};
+    rig.net->read_config(VirtioNet::kConfigStatus, status);
+    CHECK(status[0] == VirtioNet::kStatusLinkUp);
+}
+
+TEST_CASE("virtio-net: when the tap fails, waiting transmit chains complete and the link goes down", "[net]") {
+    LogCapture log;
+    Rig rig(kMac);
+    rig.fill_tap();
+    const auto blocked = rig.post_tx({concat(Bytes(10, 0), pattern(60, 1))});
+    rig.kick_tx();
+    REQUIRE(rig.polls_tx());
+    // Queued behind it without a kick: notifications are off meanwhile.
+    REQUIRE(rig.tx.used_flags() == split_ring::kUsedNoNotify);
+    const auto behind = rig.post_tx({concat(Bytes(10, 0), pattern(60, 2))});
+    const int interrupts = rig.signals.used;
+
+    rig.watcher.handler(FdWatcher::kError);  // the tap reports an error or hang-up
+    CHECK(log.count("error", "failed") == 1);
+    REQUIRE(rig.tx.used_index() == 2);
+    CHECK(rig.tx.used_element(0) == std::pair<uint32_t, uint32_t>{blocked.head, 0});
+    CHECK(rig.tx.used_element(1) == std::pair<uint32_t, uint32_t>{behind.head, 0});
+    CHECK(rig.net->counters().tx_dropped == 2);
+    CHECK(rig.signals.used > interrupts);
+    CHECK(rig.tx.used_flags() == 0);  // kicks wanted again
+    CHECK_FALSE(rig.polls_tx());
+    CHECK(rig.signals.config == 1);
+    std::array<uint8_t, 2> status{};
+    rig.net->read_config(VirtioNet::kConfigStatus, status);
+    CHECK(status == std::array<uint8_t, 2>{0, 0});
+}
+
+TEST_CASE("virtio-net: with MRG_RXBUF chains completed in the same wakeup do not make a big frame drop",
+          "[net]") {
+    Rig rig(kMac | kMrg);
+    std::vector<Rig::Posted> posted;
+    for (unsigned i = 0; i < VirtioNet::kQueueSize; ++i) posted.push_back(rig.post_rx({64}));
+    rig.kick_rx();
+    constexpr unsigned kSmall = 60;  // one chain each
+    for (uint32_t i = 0; i < kSmall; ++i) rig.host_send(concat(Bytes(12, 0), pattern(40, i)));
+    // 200 chains' worth: more than the ring has left, less than all of it.
+    const Bytes big = pattern(200 * 64 - 12, 99);
+    rig.host_send(concat(Bytes(12, 0), big));
+    rig.watcher.pump();
+    CHECK(rig.net->counters().rx_dropped == 0);
+    CHECK(rig.rx.used_index() == kSmall);  // the small ones come back, the big one waits
+
+    std::vector<Rig::Posted> more;
+    for (int i = 0; i < 4; ++i) more.push_back(rig.post_rx({64}));
+    rig.kick_rx();
+    rig.watcher.pump();
+    REQUIRE(rig.rx.used_index() == kSmall + 200);
+    CHECK(num_buffers_at(rig, posted[kSmall].addresses[0]) == 200);
+    Bytes seen = rig.guest(posted[kSmall].addresses[0] + 12, 52);
+    for (size_t i = kSmall + 1; i < posted.size(); ++i) {
+        const Bytes part = rig.guest(posted[i].addresses[0], 64);
+        seen.insert(seen.end(), part.begin(), part.end());
+    }
+    for (const Rig::Posted& chain : more) {
+        const Bytes part = rig.guest(chain.addresses[0], 64);
+        seen.insert(seen.end(), part.begin(), part.end());
+    }
+    CHECK(seen == big);
+    CHECK(rig.net->counters().rx_dropped == 0);
+}
+
+TEST_CASE("virtio-net: one read never takes more than IOV_MAX buffers, however many chains are held", "[net]") {
+    LogCapture log;
+    Rig rig(kMac | kMrg | kIndirect);
+    // 256 one-byte buffers a chain: the 1530 bytes taken ahead would be
+    // 1536 buffers.
+    std::vector<Rig::Posted> posted;
+    for (int i = 0; i < 8; ++i) posted.push_back(rig.post_rx_indirect(VirtioNet::kQueueSize, 1));
+    rig.kick_rx();
+    const Bytes frame = pattern(1000, 7);
+    rig.host_send(concat(Bytes(12, 0), frame));
+    rig.watcher.pump();
+    CHECK(log.count("error", "failed") == 0);
+    REQUIRE(rig.rx.used_index() == 4);  // 1012 bytes: 256 + 256 + 256 + 244
+    CHECK(rig.rx.used_element(3) == std::pair<uint32_t, uint32_t>{posted[3].head, 244});
+    Bytes seen;
+    for (size_t chain = 0; chain < 4; ++chain)
+        for (const uint64_t address : posted[chain].addresses) seen.push_back(rig.guest(address, 1)[0]);
+    seen.resize(1012);
+    CHECK(Bytes(seen.begin() + 12, seen.end()) == frame);
+    CHECK(seen[10] == 4);  // num_buffers
+    CHECK(seen[11] == 0);
+    CHECK(rig.net->counters().rx_packets == 1);
+
+    // The next frame starts in the chains still held.
+    const Bytes next = pattern(100, 8);
+    rig.host_send(concat(Bytes(12, 0), next));
+    rig.watcher.pump();
+    REQUIRE(rig.rx.used_index() == 5);
+    CHECK(rig.rx.used_element(4) == std::pair<uint32_t, uint32_t>{posted[4].head, 112});
+}
+
+TEST_CASE("virtio-net: without GUEST_CSUM the driver never sees DATA_VALID", "[net]") {
+    for (const uint64_t features : {kMac, kMac | kGuestCsum}) {
+        CAPTURE(features);
+        Rig rig(features);
+        const auto buffer = rig.post_rx({1600});
+        rig.kick_rx();
+        // A tap marks checked frames DATA_VALID whatever it was told.
+        rig.host_send(concat(header_bytes(net::Header{.flags = net::kFlagDataValid}, 10), pattern(60, 1)));
+        rig.watcher.pump();
+        REQUIRE(rig.rx.used_index() == 1);
+        const uint8_t want = (features & kGuestCsum) != 0 ? net::kFlagDataValid : 0;
+        CHECK(rig.guest(buffer.addresses[0], 1)[0] == want);
+    }
+}
+
+TEST_CASE("virtio-net: reset brings back the configured MAC", "[net]") {
+    Rig rig(kMac);
+    const std::array<uint8_t, 6> written{0x02, 0, 0, 0, 0, 0x99};
+    rig.net->write_config(VirtioNet::kConfigMac, written);
+    REQUIRE(rig.net->mac().to_string() == "02:00:00:00:00:99");
+    rig.net->reset();
+    CHECK(rig.net->mac().to_string() == "52:54:00:12:34:56");
+    std::array<uint8_t, 6> config{};
+    rig.net->read_config(VirtioNet::kConfigMac, config);
+    CHECK(config == std::array<uint8_t, 6>{0x52, 0x54, 0x00, 0x12, 0x34, 0x56});
+}
+
+TEST_CASE("virtio-net: configuration-space warnings are not silenced by receive drops", "[net]") {
+    LogCapture log;
+    Rig rig(kMac);
+    rig.post_rx({1600});
+    rig.kick_rx();
+    for (uint32_t i = 0; i < 10; ++i) rig.host_send(Bytes(12, 0));  // too short: dropped, logged
+    rig.watcher.pump();
+    REQUIRE(rig.net->counters().rx_dropped == 10);
+    const std::array<uint8_t, 2> down{0, 0};
+    rig.net->write_config(VirtioNet::kConfigStatus, down);
+    CHECK(log.count("warning", "read-only status") == 1);
 }
