@@ -258,6 +258,14 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
         std::string error;
         std::optional<NetConfig> net = parse_net_option(text, error);
         if (!net) return usage_error(fmt::format("--net {}: {}", text, error));
+        // Caught here, not later as a tap "busy" or two cards fighting over
+        // one address on the wire.
+        for (const NetConfig& earlier : machine.nets) {
+            if (earlier.tap == net->tap)
+                return usage_error(fmt::format("--net {}: tap '{}' named twice", text, net->tap));
+            if (net->mac && earlier.mac == net->mac)
+                return usage_error(fmt::format("--net {}: mac={} given to two cards", text, net->mac->to_string()));
+        }
         machine.nets.push_back(std::move(*net));
     }
     if (!initrd.empty()) machine.initrd_path = initrd;

@@ -229,6 +229,15 @@ TEST_CASE("a malformed --net or a bad MAC is one line naming the option, exit co
     expect_net_error("tap=a,mac=01:00:5e:00:00:01", "a multicast address");
     expect_net_error("tap=a,mac=00:00:00:00:00:00", "the all-zero address");
 
+    // Two cards on one tap or with one MAC: caught while parsing.
+    auto twice = parse({"-k", "bz", "--net", "tap=t0", "--net", "tap=t0,mac=52:54:00:12:34:56"});
+    CHECK(twice.exit_code == 2);
+    CHECK(twice.message == "minikvm: --net tap=t0,mac=52:54:00:12:34:56: tap 't0' named twice\n");
+    auto same_mac = parse({"-k", "bz", "--net", "tap=t0,mac=52:54:00:12:34:56", "--net", "mac=52:54:00:12:34:56,tap=t1"});
+    CHECK(same_mac.exit_code == 2);
+    CHECK(same_mac.message == "minikvm: --net mac=52:54:00:12:34:56,tap=t1: mac=52:54:00:12:34:56 given to two cards\n");
+    CHECK(parse({"-k", "bz", "--net", "tap=t0", "--net", "tap=t1"}).exit_code == 0);  // random MACs differ
+
     // Every virtio device is a PCI function with an interrupt of its own.
     std::vector<std::string> nine{"-k", "bz"};
     for (int i = 0; i < 4; ++i) nine.insert(nine.end(), {"--disk", "path=d" + std::to_string(i)});
