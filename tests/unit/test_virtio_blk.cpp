@@ -534,6 +534,24 @@ TEST_CASE("virtio-blk: a head made available twice while in flight breaks the de
     CHECK(rig.driver.used_index() == 1);
 }
 
+TEST_CASE("virtio-blk: a head offered again and again stops at a full table in flight", "[virtio-blk]") {
+    // Each copy of a head still in use is refused and never completed, so a
+    // driver repeating it would keep the device popping for as long as it
+    // liked; the queue stops it once a table's worth is outstanding.
+    Rig rig(with(DiskAio::Threads));
+    LogCapture log;
+    Rig::Done read = rig.read(0, 512);
+    for (unsigned i = 1; i < VirtioBlk::kQueueSize; ++i) rig.driver.offer(read.head);
+    rig.run();
+    REQUIRE(rig.driver.used_index() == 1);  // the read itself
+    CHECK_FALSE(rig.queues[0].broken());
+    rig.driver.offer(read.head);  // in use again
+    rig.driver.offer(read.head);  // one past the table
+    rig.run();
+    CHECK(rig.queues[0].error() == VirtQueueError::TooManyInFlight);
+    CHECK(rig.signals.broken_count() >= 1);
+}
+
 TEST_CASE("virtio-blk: end to end through the legacy virtio-pci transport", "[virtio-blk]") {
     GuestMemory memory = GuestMemory::allocate(kRamSize);
     std::vector<uint8_t> contents = pattern(kImageSectors * 512, 11);
