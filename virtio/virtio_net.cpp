@@ -292,7 +292,9 @@ VirtioNet::Step VirtioNet::drop_unreadable_frame() {
     // The frame is taken alone into the host buffer so the tap moves on.
     const size_t buffers = iov_.size();
     const ssize_t n = ::read(backend_->fd(), rx_buffer_.data(), rx_buffer_.size());
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    if (n < 0) {
+        // The next wakeup tries again.
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return Step::NoFrame;
         backend_failed(fmt::format("read: {}", std::strerror(errno)));
         return Step::Stop;
     }
