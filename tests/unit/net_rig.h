@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "recording_signals.h"
 #include "ring_driver.h"
 #include "virtio/net_backend.h"
 #include "virtio/net_header.h"
@@ -142,19 +143,6 @@ struct FakeWatcher : FdWatcher {
         int runs = 0;
         while (runs < limit && fire()) ++runs;
         return runs;
-    }
-};
-
-struct Signals : VirtioTransportSignals {
-    std::atomic<int> used{0};
-    std::atomic<int> config{0};
-    std::mutex mutex;
-    std::vector<std::string> broken;
-    void signal_used_buffer() override { ++used; }
-    void signal_config_change() override { ++config; }
-    void signal_device_broken(std::string_view reason) override {
-        std::lock_guard lock(mutex);
-        broken.emplace_back(reason);
     }
 };
 
@@ -281,7 +269,7 @@ struct Rig {
     GuestMemory memory = GuestMemory::allocate(kRamSize);
     TapRecord record;
     FakeWatcher watcher;
-    Signals signals;
+    test_helpers::RecordingSignals signals;
     UniqueFd peer;
     int device_fd = -1;  // owned by the device's FakeTap
     std::vector<VirtQueue> queues;

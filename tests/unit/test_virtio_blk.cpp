@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "captured_log.h"
+#include "recording_signals.h"
 #include "ring_driver.h"
 #include "temp_file.h"
 #include "test_helpers.h"
@@ -32,6 +33,7 @@
 
 using namespace minikvm;
 using Driver = test_helpers::RingDriver;
+using test_helpers::RecordingSignals;
 using LogCapture = test_helpers::CapturedLog;
 
 namespace {
@@ -46,24 +48,6 @@ constexpr uint16_t kNext = split_ring::kDescNext;
 constexpr uint64_t kAllFeatures = (1ULL << VirtioBlk::kFeatureFlush) | (1ULL << VirtioBlk::kFeatureDiscard) |
                                   (1ULL << VirtioBlk::kFeatureWriteZeroes) | (1ULL << VirtioBlk::kFeatureSegMax) |
                                   (1ULL << VirtioBlk::kFeatureSizeMax) | (1ULL << split_ring::kFeatureIndirectDesc);
-
-// Signals arrive on the event loop thread while the test thread reads them.
-struct RecordingSignals : VirtioTransportSignals {
-    std::atomic<int> used{0};
-    std::atomic<int> config{0};
-    std::mutex mutex;
-    std::vector<std::string> broken;
-    void signal_used_buffer() override { ++used; }
-    void signal_config_change() override { ++config; }
-    void signal_device_broken(std::string_view reason) override {
-        std::lock_guard lock(mutex);
-        broken.emplace_back(reason);
-    }
-    size_t broken_count() {
-        std::lock_guard lock(mutex);
-        return broken.size();
-    }
-};
 
 std::vector<uint8_t> pattern(size_t size, uint32_t seed) {
     std::vector<uint8_t> bytes(size);

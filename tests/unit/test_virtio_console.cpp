@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "captured_log.h"
+#include "recording_signals.h"
 #include "ring_driver.h"
 #include "test_helpers.h"
 #include "virtio_pci_rig.h"
@@ -18,6 +19,7 @@
 
 using namespace minikvm;
 using Driver = test_helpers::RingDriver;
+using test_helpers::RecordingSignals;
 using test_helpers::CapturedLog;
 
 namespace {
@@ -31,15 +33,6 @@ constexpr uint16_t kWrite = split_ring::kDescWrite;
 constexpr uint16_t kNext = split_ring::kDescNext;
 constexpr uint64_t kEventIdx = 1ULL << split_ring::kFeatureEventIdx;
 constexpr uint64_t kSizeFeature = 1ULL << VirtioConsole::kFeatureSize;
-
-struct RecordingSignals : VirtioTransportSignals {
-    int used = 0;
-    int config = 0;
-    std::vector<std::string> broken;
-    void signal_used_buffer() override { ++used; }
-    void signal_config_change() override { ++config; }
-    void signal_device_broken(std::string_view reason) override { broken.emplace_back(reason); }
-};
 
 std::vector<uint8_t> bytes_of(const std::string& text) { return {text.begin(), text.end()}; }
 
