@@ -31,6 +31,30 @@ void set_extended_topology(kvm_cpuid_entry2& entry, uint32_t apic_id, uint32_t v
     }
 }
 
+// The hypervisor timing leaf, on top of KVM's own leaves. Only where KVM's
+// signature leaf is there: a guest finds 0x40000010 through its EAX.
+void add_timing_leaf(std::vector<kvm_cpuid_entry2>& entries, uint32_t tsc_khz) {
+    kvm_cpuid_entry2* base = nullptr;
+    kvm_cpuid_entry2* timing = nullptr;
+    for (kvm_cpuid_entry2& entry : entries) {
+        if (entry.function == kCpuidHypervisorBase) base = &entry;
+        if (entry.function == kCpuidHypervisorTiming) timing = &entry;
+    }
+    if (base == nullptr) return;
+    if (base->eax < kCpuidHypervisorTiming) base->eax = kCpuidHypervisorTiming;
+    if (timing == nullptr) {
+        entries.push_back(kvm_cpuid_entry2{});
+        timing = &entries.back();
+        timing->function = kCpuidHypervisorTiming;
+    }
+    timing->index = 0;
+    timing->flags = 0;
+    timing->eax = tsc_khz;
+    timing->ebx = kKvmApicTimerKhz;
+    timing->ecx = 0;
+    timing->edx = 0;
+}
+
 }  // namespace
 
 uint32_t topology_shift(uint32_t count) {
@@ -40,7 +64,7 @@ uint32_t topology_shift(uint32_t count) {
 }
 
 std::vector<kvm_cpuid_entry2> make_vcpu_cpuid(std::vector<kvm_cpuid_entry2> entries, uint32_t vcpu_index,
-                                              uint32_t vcpu_count) {
+                                              uint32_t vcpu_count, uint32_t tsc_khz) {
     const uint32_t apic_id = vcpu_index;  // APIC IDs are dense, 0 is the boot CPU
     for (kvm_cpuid_entry2& entry : entries) {
         switch (entry.function) {
@@ -74,6 +98,7 @@ std::vector<kvm_cpuid_entry2> make_vcpu_cpuid(std::vector<kvm_cpuid_entry2> entr
             break;
         }
     }
+    if (tsc_khz != 0) add_timing_leaf(entries, tsc_khz);
     return entries;
 }
 

@@ -234,9 +234,15 @@ void Machine::set_up_vcpus(uint64_t entry) {
     acpi.pci_routes = pci_.interrupt_routes();
     memory_.write(layout::kAcpiTables, build_acpi_tables(layout::kAcpiTables, acpi));
 
+    uint32_t tsc_khz = 0;  // every vCPU of a VM runs its TSC at the same rate
     for (uint32_t i = 0; i < config_.cpus; ++i) {
         auto vcpu = std::make_unique<Vcpu>(Vcpu::create(kvm_, vm_, i));
-        vcpu->set_cpuid(make_vcpu_cpuid(supported, i, config_.cpus));
+        if (i == 0) {
+            tsc_khz = vcpu->tsc_khz();
+            if (tsc_khz) spdlog::info("guest TSC: {} kHz, told to the guest in CPUID leaf {:#x}", tsc_khz, kCpuidHypervisorTiming);
+            else spdlog::warn("KVM_GET_TSC_KHZ gave no TSC frequency: the guest must calibrate its TSC itself");
+        }
+        vcpu->set_cpuid(make_vcpu_cpuid(supported, i, config_.cpus, tsc_khz));
         set_firmware_defaults(*vcpu, msrs);
         // Only the boot CPU starts at the kernel; the others wait for the
         // INIT/SIPI the kernel sends through the in-kernel LAPIC.

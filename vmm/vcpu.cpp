@@ -47,6 +47,11 @@ void Vcpu::set_sregs(const kvm_sregs& sregs) const {
 
 void Vcpu::set_fpu(const kvm_fpu& fpu) const { check(::ioctl(fd_.get(), KVM_SET_FPU, &fpu), "KVM_SET_FPU"); }
 
+uint32_t Vcpu::tsc_khz() const {
+    const int khz = ::ioctl(fd_.get(), KVM_GET_TSC_KHZ, 0);
+    return khz > 0 ? static_cast<uint32_t>(khz) : 0;
+}
+
 void Vcpu::set_cpuid(std::span<const kvm_cpuid_entry2> entries) const {
     size_t bytes = sizeof(kvm_cpuid2) + entries.size() * sizeof(kvm_cpuid_entry2);
     auto buffer = std::make_unique<uint8_t[]>(bytes);

@@ -36,6 +36,8 @@ public:
     kvm_lapic_state lapic() const;
     void set_lapic(const kvm_lapic_state& state) const;
     uint32_t mp_state() const;
+    // The guest TSC's frequency (KVM_GET_TSC_KHZ), or 0 where KVM cannot say.
+    uint32_t tsc_khz() const;
 
 private:
     Vcpu(uint32_t index, UniqueFd fd, HostMapping run_mapping)

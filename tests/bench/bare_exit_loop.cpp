@@ -66,7 +66,7 @@ int run_guest(const std::string& guest, const std::string& command_line) {
     write_boot_tables(memory);
 
     Vcpu vcpu = Vcpu::create(kvm, vm, 0);
-    vcpu.set_cpuid(make_vcpu_cpuid(kvm.supported_cpuid(), 0, 1));
+    vcpu.set_cpuid(make_vcpu_cpuid(kvm.supported_cpuid(), 0, 1, vcpu.tsc_khz()));
     set_firmware_defaults(vcpu, kvm.msr_index_list());
     set_boot_registers(vcpu, boot.entry);
 

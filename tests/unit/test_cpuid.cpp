@@ -48,3 +48,37 @@ TEST_CASE("topology shift is ceil(log2)") {
     CHECK(topology_shift(5) == 3);
     CHECK(topology_shift(254) == 8);
 }
+
+TEST_CASE("the TSC frequency goes to the hypervisor timing leaf") {
+    std::vector<kvm_cpuid_entry2> supported = {leaf(1), leaf(kCpuidHypervisorBase), leaf(kCpuidHypervisorBase + 1)};
+    supported[1].eax = kCpuidHypervisorBase + 1;  // KVM's: signature and features
+    supported[1].ebx = 0x4b4d564b;                // "KVMK"
+
+    auto entries = make_vcpu_cpuid(supported, 0, 1, 2'345'678);
+    CHECK(find(entries, kCpuidHypervisorBase).eax == kCpuidHypervisorTiming);
+    CHECK(find(entries, kCpuidHypervisorBase).ebx == 0x4b4d564b);
+    CHECK(find(entries, kCpuidHypervisorTiming).eax == 2'345'678);
+    CHECK(find(entries, kCpuidHypervisorTiming).ebx == kKvmApicTimerKhz);
+    CHECK(entries.size() == supported.size() + 1);
+
+    SECTION("a leaf already there is overwritten, not doubled") {
+        auto again = make_vcpu_cpuid(entries, 0, 1, 1'000'000);
+        CHECK(again.size() == entries.size());
+        CHECK(find(again, kCpuidHypervisorTiming).eax == 1'000'000);
+    }
+    SECTION("a higher maximum leaf is kept") {
+        supported[1].eax = kCpuidHypervisorBase + 0x20;
+        CHECK(find(make_vcpu_cpuid(supported, 0, 1, 1), kCpuidHypervisorBase).eax == kCpuidHypervisorBase + 0x20);
+    }
+}
+
+TEST_CASE("no TSC frequency, or no hypervisor leaves: no timing leaf") {
+    std::vector<kvm_cpuid_entry2> supported = {leaf(1), leaf(kCpuidHypervisorBase)};
+    supported[1].eax = kCpuidHypervisorBase + 1;
+    auto unknown = make_vcpu_cpuid(supported, 0, 1, 0);
+    CHECK(unknown.size() == supported.size());
+    CHECK(find(unknown, kCpuidHypervisorBase).eax == kCpuidHypervisorBase + 1);
+
+    auto bare = make_vcpu_cpuid({leaf(1)}, 0, 1, 2'000'000);
+    CHECK(bare.size() == 1);
+}
