@@ -12,7 +12,10 @@
  *                  an MMIO exit (KVM decodes the instruction) handled the same way
  *   bench-console  virtio-console transmit of one byte: add the buffer,
  *                  notify, poll the used ring until the device returns it --
- *                  notify-to-completion latency, and notifies per second */
+ *                  notify-to-completion latency, and notifies per second
+ *   bench-clock    two lines, "mark=0 ns=N" and "mark=1 ns=N" about
+ *                  `clock-ms=N` (default 1000) apart by the guest's clock,
+ *                  for scripts/bench to time against the host's clock */
 #include "bench.h"
 #include "clock.h"
 #include "console.h"
@@ -113,9 +116,22 @@ static bool bench_console(void) {
     return true;
 }
 
+static bool bench_clock(void) {
+    char value[16];
+    uint64_t ms = 0;
+    if (cmdline_value("clock-ms", value, sizeof value))
+        for (const char* p = value; *p >= '0' && *p <= '9'; ++p) ms = ms * 10 + (uint64_t)(*p - '0');
+    if (ms == 0) ms = 1000;
+    info("mark=0 ns=%lu tsc_hz=%lu source=%s", now_ns(), tsc_hz(), tsc_source());
+    delay_us(ms * 1000);
+    info("mark=1 ns=%lu", now_ns());
+    return true;
+}
+
 const struct test bench_tests[] = {
     {"bench-pio", bench_pio, "benchmark: port-I/O exit round trip (port 0x80)"},
     {"bench-mmio", bench_mmio, "benchmark: MMIO exit round trip (unmapped address)"},
     {"bench-console", bench_console, "benchmark: virtio-console notify-to-completion latency"},
+    {"bench-clock", bench_clock, "benchmark: two marks clock-ms apart by the guest's clock, for the host to time"},
 };
 const unsigned bench_test_count = ARRAY_SIZE(bench_tests);

@@ -135,24 +135,41 @@ static bool test_cpl3_privileged(void) {
 
 static bool test_tsc(void) {
     const uint64_t hz = tsc_hz();
-    const uint64_t cpuid_hz = tsc_hz_from_cpuid();
-    if (tsc_calibrate_pit(4) == 0) return skip("no PIT channel 2 gate at port 0x61: TSC frequency from %s", tsc_source());
-    CHECK(hz > 100000000ull && hz < 10000000000ull, "TSC at %lu Hz is implausible", hz);
-    /* Calibrate again, up to five times, until one agrees with the boot
-     * calibration within 2%. On the nested PVM host under load the TSC
-     * seen at CPL3 runs ahead of the PIT for stretches of tens of ms (see
-     * clock.c), so a single retry may disagree; every attempt is listed. */
-    char list[160];
-    size_t used = 0;
-    bool agreed = false;
-    for (int round = 0; round < 5 && !agreed; ++round) {
-        const uint64_t again = tsc_calibrate_pit(4);
-        const uint64_t diff = again > hz ? again - hz : hz - again;
-        agreed = diff * 50 < hz;
-        used += (size_t)format(list + used, sizeof list - used, " %lu", again / 1000);
+    const char* leaf = "no leaf";
+    const uint64_t cpuid_hz = tsc_hz_from_cpuid(&leaf);
+    CHECK(hz > 100000000ull && hz < 10000000000ull, "TSC at %lu Hz (from %s) is implausible", hz, tsc_source());
+    /* minikvm states the rate (KVM_GET_TSC_KHZ) in the hypervisor timing
+     * leaf, so its guests never calibrate. */
+    if (boot_info.kind == BOOT_LINUX)
+        CHECK(cpuid_hz && strcmp(leaf, "CPUID 0x40000010") == 0 && strcmp(tsc_source(), leaf) == 0,
+              "minikvm gave no TSC rate in CPUID 0x40000010 (clock from %s)", tsc_source());
+    /* Cross-check the rate in use against PIT channel 2. Each measurement
+     * gives sound bounds on the TSC ticks that passed (clock.c); a rate
+     * outside them (1% slack for the PIT's own rounding) is a real
+     * disagreement whatever the host's load. A preempted vCPU only widens
+     * the bounds, so up to 40 tries (2 s) are made for three within 4%. */
+    struct pit_measurement m;
+    if (!pit_measure(50, &m)) return skip("no PIT channel 2 gate at port 0x61: TSC frequency from %s", tsc_source());
+    unsigned tight = 0, tries = 0;
+    uint64_t tightest_min = 0, tightest_max = 0;
+    for (; tries < 40 && tight < 3; ++tries) {
+        if (!pit_measure(50, &m)) return fail("PIT channel 2 stopped answering");
+        const uint64_t expected = hz * m.pit_ticks / PIT_HZ;
+        CHECK(expected * 100 >= m.tsc_min * 99 && expected * 99 <= m.tsc_max * 100,
+              "TSC at %lu Hz (from %s) disagrees with PIT channel 2: %u PIT ticks took %lu to %lu TSC ticks, "
+              "expected %lu", hz, tsc_source(), m.pit_ticks, m.tsc_min, m.tsc_max, expected);
+        if ((m.tsc_max - m.tsc_min) * 25 < expected) {
+            ++tight;
+            if (tightest_max == 0 || m.tsc_max - m.tsc_min < tightest_max - tightest_min) {
+                tightest_min = m.tsc_min;
+                tightest_max = m.tsc_max;
+            }
+        }
     }
-    info("TSC %lu kHz from %s; PIT again (kHz):%s; CPUID: %lu kHz", hz / 1000, tsc_source(), list, cpuid_hz / 1000);
-    CHECK(agreed, "five PIT calibrations disagree with the boot one (%lu Hz):%s kHz", hz, list);
+    info("TSC %lu kHz from %s; PIT: %u of %u measurements within 4%%, the tightest %lu..%lu kHz; CPUID: %lu kHz (%s)",
+         hz / 1000, tsc_source(), tight, tries, tightest_min * PIT_HZ / m.pit_ticks / 1000,
+         tightest_max * PIT_HZ / m.pit_ticks / 1000, cpuid_hz / 1000, leaf);
+    if (tight == 0) return skip("host too busy: none of %u PIT measurements was within 4%% (none disagreed)", tries);
     const uint64_t a = now_ns();
     delay_us(1000);
     const uint64_t b = now_ns();
@@ -523,7 +540,7 @@ const struct test platform_tests[] = {
     {"boot", test_boot, "entered, at CPL3 with IOPL 3, boot information parsed"},
     {"cpl3-interrupts", test_cpl3_interrupts, "#UD, #GP, #BP, #DE (and int $0x80 where allowed) delivered to DPL-3 handlers at CPL3"},
     {"cpl3-privileged", test_cpl3_privileged, "port I/O, cli/sti (may #GP), cpuid and rdtsc at CPL3"},
-    {"tsc", test_tsc, "TSC calibrated against PIT channel 2"},
+    {"tsc", test_tsc, "the TSC rate (from CPUID on minikvm) agrees with PIT channel 2"},
     {"lapic-timer", test_lapic_timer, "LAPIC one-shot timer interrupt delivered at CPL3"},
     {"ioapic", test_ioapic, "COM1's IRQ through the IOAPIC, edge and level (Remote IRR, EOI), masked"},
     {"pci-host-bridge", test_pci_host_bridge, "bus 0 enumeration: host bridge IDs and class, absent functions all-ones"},
