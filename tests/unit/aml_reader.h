@@ -89,7 +89,12 @@ private:
         } else {
             --at_;  // a plain NameSeg
         }
-        for (size_t i = 0; i < count; ++i) path += (i ? "." : "") + name_seg(limit);
+        // Appended piece by piece: `"." + std::string` trips GCC 12's false
+        // -Wrestrict at -O3.
+        for (size_t i = 0; i < count; ++i) {
+            if (i) path += '.';
+            path += name_seg(limit);
+        }
         return path;
     }
 
