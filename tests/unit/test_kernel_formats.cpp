@@ -54,11 +54,13 @@ TEST_CASE("bad bzImages are refused with a clear reason") {
         CHECK_THROWS_WITH(parse_bzimage(image), Contains("zImage"));
     }
     SECTION("truncated kernel") {
-        image.resize(image.size() - 16);
+        // Shrunk with erase(), not resize(): resize's growing path trips
+        // GCC 12's false -Wstringop-overflow at -O3.
+        image.erase(image.end() - 16, image.end());
         CHECK_THROWS_WITH(parse_bzimage(image), Contains("truncated"));
     }
     SECTION("truncated inside the setup header") {
-        image.resize(0x210);
+        image.erase(image.begin() + 0x210, image.end());
         CHECK_THROWS_WITH(parse_bzimage(image), Contains("truncated"));
     }
     SECTION("errors carry the bad-image exit code") {
@@ -101,7 +103,7 @@ TEST_CASE("bad ELF kernels are refused with a clear reason") {
         CHECK_THROWS_WITH(parse_elf_kernel(image), Contains("no PT_LOAD"));
     }
     SECTION("segment past end of file") {
-        image.resize(image.size() - 1);
+        image.pop_back();
         CHECK_THROWS_WITH(parse_elf_kernel(image), Contains("truncated"));
     }
     SECTION("program headers past end of file") {
@@ -117,7 +119,7 @@ TEST_CASE("bad ELF kernels are refused with a clear reason") {
         CHECK_THROWS_WITH(parse_elf_kernel(image), Contains("wraps"));
     }
     SECTION("header cut short") {
-        image.resize(20);
+        image.erase(image.begin() + 20, image.end());
         CHECK_THROWS_WITH(parse_elf_kernel(image), Contains("truncated"));
     }
 }
