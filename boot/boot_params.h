@@ -8,7 +8,7 @@
 #include <optional>
 #include <vector>
 
-#include "vmm/guest_memory.h"
+#include "vmm/core/guest_memory.h"
 
 namespace minikvm {
 

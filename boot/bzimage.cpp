@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "vmm/error.h"
+#include "vmm/core/error.h"
 
 namespace minikvm {
 

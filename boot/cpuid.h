@@ -4,7 +4,7 @@
 // agrees across every leaf Linux reads it from, and the TSC frequency in the
 // hypervisor timing leaf, so guests need not calibrate against the PIT.
 
-#include "vmm/kvm_uapi.h"
+#include "vmm/core/kvm_uapi.h"
 
 #include <cstdint>
 #include <vector>

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <limits>
 
-#include "vmm/error.h"
+#include "vmm/core/error.h"
 
 namespace minikvm {
 

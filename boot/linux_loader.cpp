@@ -15,9 +15,9 @@
 #include "boot/bzimage.h"
 #include "boot/elf_kernel.h"
 #include "boot/memory_layout.h"
-#include "vmm/error.h"
-#include "vmm/host_mapping.h"
-#include "vmm/unique_fd.h"
+#include "vmm/core/error.h"
+#include "vmm/core/host_mapping.h"
+#include "vmm/core/unique_fd.h"
 
 namespace minikvm {
 

@@ -7,7 +7,7 @@
 #include <optional>
 #include <string>
 
-#include "vmm/guest_memory.h"
+#include "vmm/core/guest_memory.h"
 
 namespace minikvm {
 

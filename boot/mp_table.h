@@ -7,13 +7,9 @@
 #include <cstdint>
 #include <vector>
 
-namespace minikvm {
+#include "devices/pci_interrupt_route.h"
 
-struct PciInterruptRoute {
-    uint8_t device;       // PCI device number on bus 0
-    uint8_t pin;          // 0 = INTA# .. 3 = INTD#
-    uint8_t ioapic_input; // IOAPIC pin it is wired to (level-triggered)
-};
+namespace minikvm {
 
 struct MpTableConfig {
     uint32_t cpu_count = 1;

@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "vmm/guest_memory.h"
-#include "vmm/vcpu.h"
+#include "vmm/core/guest_memory.h"
+#include "vmm/core/vcpu.h"
 
 namespace minikvm {
 

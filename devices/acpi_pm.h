@@ -9,7 +9,7 @@
 #include <mutex>
 #include <span>
 
-#include "vmm/bus.h"
+#include "vmm/core/bus.h"
 
 namespace minikvm {
 

@@ -7,7 +7,7 @@
 #include <functional>
 #include <span>
 
-#include "vmm/bus.h"
+#include "vmm/core/bus.h"
 
 namespace minikvm {
 

@@ -11,7 +11,7 @@
 #include <optional>
 #include <span>
 
-#include "vmm/bus.h"
+#include "vmm/core/bus.h"
 
 namespace minikvm {
 

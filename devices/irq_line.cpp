@@ -1,6 +1,6 @@
 #include "devices/irq_line.h"
 
-#include "vmm/vm.h"
+#include "vmm/core/vm.h"
 
 namespace minikvm {
 

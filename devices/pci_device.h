@@ -14,7 +14,7 @@
 
 #include "devices/irq_line.h"
 #include "devices/pci_config_space.h"
-#include "vmm/bus.h"
+#include "vmm/core/bus.h"
 
 namespace minikvm {
 

@@ -58,12 +58,12 @@
 #include <span>
 #include <vector>
 
-#include "boot/mp_table.h"
 #include "devices/irq_line.h"
 #include "devices/pci_config_space.h"
 #include "devices/pci_device.h"
-#include "vmm/bus.h"
-#include "vmm/guest_memory.h"
+#include "devices/pci_interrupt_route.h"
+#include "vmm/core/bus.h"
+#include "vmm/core/guest_memory.h"
 
 namespace minikvm {
 

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <span>
 
-#include "vmm/bus.h"
+#include "vmm/core/bus.h"
 
 namespace minikvm {
 

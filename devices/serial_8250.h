@@ -11,8 +11,8 @@
 #include <span>
 
 #include "devices/irq_line.h"
-#include "vmm/bus.h"
-#include "vmm/console_input.h"
+#include "vmm/core/bus.h"
+#include "vmm/backends/console_input.h"
 
 namespace minikvm {
 

@@ -22,7 +22,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # Modules the guest needs, as module names. Their dependencies (e.g.
 # net_failover and failover for virtio_net) come from modules.dep. Modules
 # that are built into the kernel (modules.builtin) are skipped.
-REQUIRED_MODULES=(virtio virtio_ring virtio_pci virtio_blk virtio_net virtio_console)
+REQUIRED_MODULES=(virtio virtio_ring virtio_pci virtio_blk virtio_net virtio_console virtio_rng)
 # Split out of virtio_pci only in some kernel versions.
 OPTIONAL_MODULES=(virtio_pci_legacy_dev virtio_pci_modern_dev)
 

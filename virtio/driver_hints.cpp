@@ -6,29 +6,10 @@
 
 namespace minikvm {
 
-std::string virtio_type_name(VirtioDeviceType type) {
-    switch (type) {
-        case VirtioDeviceType::Net: return "net";
-        case VirtioDeviceType::Block: return "block";
-        case VirtioDeviceType::Console: return "console";
-    }
-    return fmt::format("type {}", static_cast<unsigned>(type));
-}
-
-std::string_view guest_driver_kconfig(VirtioDeviceType type) {
-    switch (type) {
-        case VirtioDeviceType::Net: return "CONFIG_VIRTIO_NET";
-        case VirtioDeviceType::Block: return "CONFIG_VIRTIO_BLK";
-        case VirtioDeviceType::Console: return "CONFIG_VIRTIO_CONSOLE";
-    }
-    return {};
-}
-
-std::string never_driver_ok_warning(std::string_view who, VirtioDeviceType type, uint8_t status_seen) {
+std::string never_driver_ok_warning(std::string_view who, const VirtioDeviceKind& kind, uint8_t status_seen) {
     namespace ds = device_status;
-    const std::string_view kconfig = guest_driver_kconfig(type);
-    const std::string driver = kconfig.empty() ? fmt::format("the {} driver", virtio_type_name(type))
-                                               : std::string(kconfig);
+    const std::string driver = kind.guest_kconfig.empty() ? fmt::format("the virtio {} driver", kind.name)
+                                                          : std::string(kind.guest_kconfig);
     std::string why;
     if ((status_seen & (ds::kDriver | ds::kFailed)) != 0) {
         // A driver bound and its probe failed: the option is there.

@@ -13,19 +13,13 @@
 
 namespace minikvm {
 
-// "console", "block", "net"; "type N" for others.
-std::string virtio_type_name(VirtioDeviceType type);
-
-// The guest kernel option for the device's driver: "CONFIG_VIRTIO_CONSOLE",
-// "CONFIG_VIRTIO_BLK", "CONFIG_VIRTIO_NET"; empty for others.
-std::string_view guest_driver_kconfig(VirtioDeviceType type);
-
 // One warning line for a device whose driver never set DRIVER_OK. `who`
-// names it ("virtio-console0 00:01.0"); `status_seen` is every status bit
+// names it ("virtio-console0 00:01.0"), `kind` says which guest kernel
+// option drives it (VirtioDeviceKind::guest_kconfig); `status_seen` is every status bit
 // the driver ever set (see VirtioPciLegacy::status_bits_ever_set()), e.g.
 //   "virtio-console0 00:01.0 never reached DRIVER_OK: no guest driver
 //    touched it: are CONFIG_VIRTIO_PCI (with CONFIG_VIRTIO_PCI_LEGACY) and
 //    CONFIG_VIRTIO_CONSOLE enabled in the guest kernel?"
-std::string never_driver_ok_warning(std::string_view who, VirtioDeviceType type, uint8_t status_seen);
+std::string never_driver_ok_warning(std::string_view who, const VirtioDeviceKind& kind, uint8_t status_seen);
 
 }  // namespace minikvm

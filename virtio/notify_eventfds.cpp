@@ -1,7 +1,6 @@
 #include "virtio/notify_eventfds.h"
 
-#include "vmm/event_loop.h"
-#include "vmm/vm.h"
+#include "vmm/core/vm.h"
 
 namespace minikvm {
 
@@ -12,9 +11,5 @@ UniqueFd KvmNotifyEventfds::add_io_eventfd(uint16_t port, uint32_t length, uint6
 void KvmNotifyEventfds::remove_io_eventfd(int fd, uint16_t port, uint32_t length, uint64_t datamatch) {
     vm_.remove_io_eventfd(fd, port, length, datamatch);
 }
-
-void KvmNotifyEventfds::watch(int fd, std::function<void()> handler) { loop_.add(fd, std::move(handler)); }
-
-void KvmNotifyEventfds::unwatch(int fd) { loop_.remove(fd); }
 
 }  // namespace minikvm

@@ -8,31 +8,31 @@
 // FLUSH is what makes writes durable (fdatasync), for cache=none too, since
 // the host disk has a cache of its own.
 //
-// Requests (parsed by virtio/blk_request, which also states every rule):
-//   - read/write: one preadv/pwritev on the image; a short transfer goes on
-//     where it stopped. With cache=none (O_DIRECT) a request whose buffers
-//     are not aligned as the host's direct I/O wants goes through a bounce
-//     buffer; bounce memory in flight is bounded (kBounceBudget), requests
-//     over it wait for earlier ones.
-//   - flush: fdatasync as a barrier: it starts once every request started
-//     before it (every completed write in particular) has finished, and
-//     nothing started after it runs before it is done.
-//   - discard: a hole is punched (FALLOC_FL_PUNCH_HOLE); where the host
-//     cannot, the discard is still a success (it is only a hint).
-//   - write zeroes: a punched hole with UNMAP, else FALLOC_FL_ZERO_RANGE;
-//     where the host supports neither, zeros are written.
-//   - get ID: the serial, NUL-padded to 20 bytes.
-// A request the parser rejects completes at once with IOERR or UNSUPP and
-// one rate-limited log line; a ring-rule violation stops the device through
-// the transport. The used length is every writable byte (data + status for a
-// good read, 1 for a write): finish_request() zeroes what the device did not
-// produce, so that length is exactly what it wrote.
+// A request goes parse -> submit -> finish -> push:
+//   - virtio/blk_request parses it and states every rule the driver can break;
+//   - the BlockBackend does the file work (short transfers, O_DIRECT bounce
+//     buffers, flush as a barrier, the discard / write-zeroes fallbacks; see
+//     vmm/backends/block/block_backend.h) and hands back one completion per
+//     request, the chain head as its cookie;
+//   - blk::finish_request() writes the status and zeroes what the device did
+//     not produce, so the used length (every writable byte: data + status
+//     for a good read, 1 for a write) is exactly what it wrote;
+//   - a UsedBatch publishes every completion of one round at once and
+//     raises at most one interrupt.
+// Device-level answers: get ID (the serial, NUL-padded to 20 bytes), a
+// flush on a read-only disk (nothing to do), an empty transfer. With
+// cache=none a transfer not aligned to the host's direct-I/O block (which
+// blk_size states) fails with IOERR. A request the parser rejects completes
+// at once with IOERR or UNSUPP and one rate-limited log line; a ring-rule
+// violation stops the device through the transport.
 //
-// Threads. The transport serializes its calls (vCPUs, event loop); I/O
-// completions arrive on the event loop thread through the engine's eventfd.
-// One mutex covers the queue, the requests in flight and the engine. reset()
-// and the destructor wait for every operation in flight (cancelling those
-// not yet started), so no I/O touches guest memory after they return.
+// Threads. The transport calls in from vCPUs and the event loop; I/O
+// completions arrive on the event loop through the backend's completion fd.
+// The device's one lock (device_lock(), which the transport holds around
+// its calls and the completion handler takes) covers the queue, the
+// requests in flight and the backend. reset() and the destructor wait for every operation in flight
+// (cancelling those not yet started), so no I/O touches guest memory after
+// they return.
 
 #include <atomic>
 #include <cstdint>
@@ -44,15 +44,15 @@
 #include <vector>
 
 #include "virtio/blk_request.h"
+#include "virtio/used_batch.h"
 #include "virtio/virtio_device.h"
-#include "vmm/block_io.h"
-#include "vmm/disk_config.h"
-#include "vmm/disk_image.h"
-#include "vmm/rate_limited_log.h"
+#include "vmm/backends/block/block_backend.h"
+#include "vmm/backends/block/disk_config.h"
+#include "vmm/backends/block/disk_image.h"
+#include "vmm/core/event_sources.h"
+#include "vmm/core/rate_limited_log.h"
 
 namespace minikvm {
-
-class EventLoop;
 
 class VirtioBlk : public VirtioDevice {
 public:
@@ -91,19 +91,21 @@ public:
     static constexpr uint32_t kMaxDiscardSegments = 16;
     static constexpr uint32_t kMaxWriteZeroesSectors = 1u << 22;
     static constexpr uint32_t kMaxWriteZeroesSegments = 16;
-    // Bounce memory in flight at most (a request needing more runs alone).
-    static constexpr uint64_t kBounceBudget = 64u << 20;
-
-    // `name` prefixes log lines ("virtio-blk0"). `loop` hears completions and
-    // must outlive the device. Throws std::system_error when no I/O engine
-    // can be set up.
-    VirtioBlk(std::string name, DiskImage image, const DiskConfig& config, EventLoop& loop);
+    // `name` prefixes log lines ("virtio-blk0"). `events` hears completions
+    // and must outlive the device. Throws std::system_error when no I/O
+    // engine can be set up.
+    VirtioBlk(std::string name, DiskImage image, const DiskConfig& config, EventSources& events);
     ~VirtioBlk() override;
     VirtioBlk(const VirtioBlk&) = delete;
     VirtioBlk& operator=(const VirtioBlk&) = delete;
 
     // VirtioDevice
-    VirtioDeviceType device_type() const override { return VirtioDeviceType::Block; }
+    static constexpr VirtioDeviceKind kKind{.type = VirtioDeviceType::Block,
+                                            .name = "block",
+                                            .pci_device_id = 0x1001,
+                                            .pci_class = 0x01'00'00,  // mass storage, SCSI (as QEMU)
+                                            .guest_kconfig = "CONFIG_VIRTIO_BLK"};
+    const VirtioDeviceKind& kind() const override { return kKind; }
     uint64_t device_features() const override { return features_; }
     unsigned queue_count() const override { return 1; }
     uint16_t queue_max_size(unsigned) const override { return kQueueSize; }
@@ -114,11 +116,9 @@ public:
                   VirtioTransportSignals& signals) override;
     void reset() override;
     void queue_notified(unsigned index) override;
-    // Completions use the queue from the event loop: hold the device lock.
-    void inspect_queues(const std::function<void()>& inspect) override;
 
     // "io_uring" or "thread pool".
-    const char* io_engine() const { return io_->name(); }
+    const char* io_engine() const { return backend_->engine_name(); }
     // Blocks until no request is in flight, completing them (tests).
     void wait_idle();
 
@@ -131,65 +131,38 @@ public:
     Stats stats() const;
 
 private:
-    // Where one request stands. Indexed by its chain head: a head is unique
-    // among the chains in flight.
-    struct Operation {
-        enum class Step : uint8_t { Transfer, Flush, Discard, PunchZeroes, ZeroRange, WriteZeroes };
-        Step step = Step::Transfer;
-        BlockIoOp::Kind kind = BlockIoOp::Kind::Read;
-        uint64_t offset = 0;
-        uint64_t length = 0;
-        uint64_t done = 0;        // bytes transferred so far (Transfer, WriteZeroes)
-        std::vector<iovec> iov;  // what is left to transfer; stable while in flight
-    };
-    struct Slot {
+    // A request between parse and push, indexed by its chain head (unique
+    // among the chains in flight).
+    struct InFlight {
         bool busy = false;
-        bool started = false;  // false while waiting for bounce budget
         DescriptorChain chain;
         blk::Request request;
-        std::vector<Operation> operations;
-        unsigned pending = 0;  // operations not finished
-        uint8_t status = blk::kStatusOk;
-        int error = 0;  // first host errno
-        uint8_t* bounce = nullptr;
-        uint64_t bounce_size = 0;
     };
 
-    // All with mutex_ held.
+    // All with device_lock() held.
     void process_queue();
     void start_request(DescriptorChain chain);
-    bool needs_bounce(const Slot& slot) const;
-    void launch(uint16_t head);  // allocates the bounce, queues the operations
-    void queue_operation(uint16_t head, unsigned index);
-    void on_completion(const BlockIoCompletion& completion);
-    void finish(uint16_t head);  // every operation of the request is done
-    void complete(Slot& slot, uint8_t status, uint64_t produced);
-    void release(Slot& slot);
-    void interrupt_if_needed();
-    void process_completions(bool wait);
-    void start_deferred();
+    BlockRequest backend_request(uint16_t head) const;
+    void on_completions(bool wait);
+    void complete(uint16_t head, uint8_t status, uint64_t produced);
+    void publish();
     void drain();
 
     void log_request(spdlog::level::level_enum level, const std::string& text);
 
     const std::string name_;
-    const DiskImage image_;
     const std::string serial_;
     const uint64_t features_;
     const uint32_t blk_size_;
-    EventLoop& loop_;
-    std::unique_ptr<BlockIo> io_;
+    EventSources& events_;
 
-    mutable std::mutex mutex_;
+    std::unique_ptr<BlockBackend> backend_;
     std::span<VirtQueue> queues_;  // empty while not active
     VirtioTransportSignals* signals_ = nullptr;
     blk::Limits limits_;
-    std::vector<Slot> slots_;
-    unsigned busy_ = 0;  // slots in use
-    std::deque<uint16_t> deferred_;  // heads waiting for bounce budget, in order
-    uint64_t bounce_in_use_ = 0;
-    bool completed_since_interrupt_ = false;
-    uint8_t* zeros_ = nullptr;  // kSizeMax zero bytes, aligned for O_DIRECT: the last write-zeroes resort
+    std::vector<InFlight> requests_;
+    UsedBatch used_;
+    std::vector<BlockCompletion> completions_;  // reused by on_completions()
     Stats stats_;
     RateLimitedLog request_log_;
 };

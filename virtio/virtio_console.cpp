@@ -30,11 +30,8 @@ VirtioConsole::VirtioConsole(std::string name, Output output, std::optional<Term
 
 void VirtioConsole::read_config(uint32_t offset, std::span<uint8_t> data) {
     std::array<uint8_t, kConfigSize> bytes{};
-    {
-        std::lock_guard lock(mutex_);
-        put_le16(bytes, kConfigCols, size_.columns);
-        put_le16(bytes, kConfigRows, size_.rows);
-    }
+    put_le16(bytes, kConfigCols, size_.columns);
+    put_le16(bytes, kConfigRows, size_.rows);
     bytes[kConfigMaxPorts] = 1;  // meaningful only with MULTIPORT; 1 is the truth anyway
     // emerg_wr is write-only: reads give 0.
     std::copy_n(bytes.begin() + offset, data.size(), data.begin());
@@ -48,16 +45,12 @@ void VirtioConsole::write_config(uint32_t offset, std::span<const uint8_t> data)
         return;
     }
     const uint8_t character = data[kConfigEmergWrite - offset];
-    {
-        std::lock_guard lock(mutex_);
-        ++bytes_transmitted_;
-    }
+    ++bytes_transmitted_;
     output_(std::span<const uint8_t>(&character, 1));
 }
 
 void VirtioConsole::activate(uint64_t negotiated_features, std::span<VirtQueue> queues,
                              VirtioTransportSignals& signals) {
-    std::lock_guard lock(mutex_);
     queues_ = queues;
     signals_ = &signals;
     negotiated_ = negotiated_features;
@@ -66,23 +59,16 @@ void VirtioConsole::activate(uint64_t negotiated_features, std::span<VirtQueue> 
 }
 
 void VirtioConsole::reset() {
-    std::lock_guard lock(mutex_);
     queues_ = {};
     signals_ = nullptr;
     negotiated_ = 0;
 }
 
 void VirtioConsole::queue_notified(unsigned index) {
-    std::lock_guard lock(mutex_);
     if (queues_.empty()) return;
     // A receive-queue kick only says buffers were posted; input that waits
     // for them is offered again by ConsoleInput, so there is nothing to do.
     if (index == kTransmitQueue) transmit_all();
-}
-
-void VirtioConsole::inspect_queues(const std::function<void()>& inspect) {
-    std::lock_guard lock(mutex_);
-    inspect();
 }
 
 void VirtioConsole::transmit_all() {
@@ -107,7 +93,7 @@ void VirtioConsole::transmit_all() {
 }
 
 size_t VirtioConsole::receive(std::span<const uint8_t> bytes) {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(device_lock());
     if (queues_.empty()) return 0;
     VirtQueue& queue = queues_[kReceiveQueue];
     if (!queue.ready()) return 0;
@@ -133,7 +119,7 @@ size_t VirtioConsole::receive(std::span<const uint8_t> bytes) {
 
 void VirtioConsole::set_size(TerminalSize size) {
     if ((features_ & bit(kFeatureSize)) == 0) return;
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(device_lock());
     if (size.columns == size_.columns && size.rows == size_.rows) return;
     size_ = size;
     // The driver rereads cols/rows on a configuration change (5.3.6).
@@ -150,12 +136,12 @@ void VirtioConsole::malformed(std::string_view what) {
 }
 
 uint64_t VirtioConsole::bytes_transmitted() const {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(device_lock());
     return bytes_transmitted_;
 }
 
 uint64_t VirtioConsole::bytes_received() const {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(device_lock());
     return bytes_received_;
 }
 

@@ -20,9 +20,9 @@
 // counted and logged (rate-limited). Ring-rule violations are the queue's:
 // the device reports them to the transport, which stops the device.
 //
-// Threads: the transport serializes its calls (kicks from the event loop or
-// a vCPU); receive() and set_size() come from other threads. One mutex
-// covers the queues while the device owns them.
+// Threads: the transport calls in (kicks from the event loop or a vCPU)
+// holding the device's lock; receive() and set_size() come from other
+// threads and take that same lock.
 
 #include <atomic>
 #include <cstdint>
@@ -33,8 +33,8 @@
 #include <string>
 
 #include "virtio/virtio_device.h"
-#include "vmm/console_input.h"
-#include "vmm/rate_limited_log.h"
+#include "vmm/backends/console_input.h"
+#include "vmm/core/rate_limited_log.h"
 
 namespace minikvm {
 
@@ -68,7 +68,12 @@ public:
     VirtioConsole(std::string name, Output output, std::optional<TerminalSize> size);
 
     // VirtioDevice
-    VirtioDeviceType device_type() const override { return VirtioDeviceType::Console; }
+    static constexpr VirtioDeviceKind kKind{.type = VirtioDeviceType::Console,
+                                            .name = "console",
+                                            .pci_device_id = 0x1003,  // 0x1002 is the balloon
+                                            .pci_class = 0x07'80'00,  // communication controller, other
+                                            .guest_kconfig = "CONFIG_VIRTIO_CONSOLE"};
+    const VirtioDeviceKind& kind() const override { return kKind; }
     uint64_t device_features() const override { return features_; }
     unsigned queue_count() const override { return 2; }
     uint16_t queue_max_size(unsigned) const override { return kQueueSize; }
@@ -79,8 +84,6 @@ public:
                   VirtioTransportSignals& signals) override;
     void reset() override;
     void queue_notified(unsigned index) override;
-    // receive() uses the queues from the input thread: hold its lock.
-    void inspect_queues(const std::function<void()>& inspect) override;
 
     // ConsoleInputSink: host input into posted receive buffers.
     size_t receive(std::span<const uint8_t> bytes) override;
@@ -94,7 +97,7 @@ public:
     uint64_t malformed_requests() const;
 
 private:
-    // Both with mutex_ held and the device active.
+    // Both with device_lock() held and the device active.
     void transmit_all();
     void report_if_broken(VirtQueue& queue);
     // Counts and logs a guest mistake; needs no lock.
@@ -104,7 +107,6 @@ private:
     const Output output_;
     const uint64_t features_;
 
-    mutable std::mutex mutex_;
     TerminalSize size_{80, 25};
     std::span<VirtQueue> queues_;  // empty while not active
     VirtioTransportSignals* signals_ = nullptr;

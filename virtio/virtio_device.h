@@ -13,13 +13,18 @@
 //      for the used-buffer interrupt through VirtioTransportSignals;
 //   4. status 0 (or the transport going away): reset() takes the queues back.
 //
-// Threads. The transport serializes every call below (one lock), but makes
-// them from vCPU threads and the event-loop thread. A device with threads of
-// its own (a backend's completion thread) synchronizes them with these calls
-// itself; VirtioTransportSignals may be called from any thread.
+// Threads. Each device has one lock, device_lock(), and the transport is
+// the one that takes it: it holds it around every call below (from vCPU
+// threads and the event-loop thread) and while it reads the queues for a
+// state dump. A device takes it itself only where work comes in from
+// elsewhere -- I/O completions, tap readiness, console input -- and never
+// inside the calls below (it is already held there).
+// VirtioTransportSignals may be called from any thread, with the lock held
+// or not.
 
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -33,6 +38,21 @@ enum class VirtioDeviceType : uint16_t {
     Net = 1,
     Block = 2,
     Console = 3,
+    Entropy = 4,
+};
+
+// What a kind of device is to the guest, stated once by the device itself:
+// the transport builds the PCI identity from it, and the end-of-run hint
+// names the guest kernel option from it.
+struct VirtioDeviceKind {
+    VirtioDeviceType type;
+    std::string_view name;    // "block": in state dumps and hints
+    // The transitional PCI device ID (virtio 1.2 4.1.2.1: a table, not a
+    // formula, 0x1000..0x103f) and the PCI class code (class, subclass,
+    // programming interface).
+    uint16_t pci_device_id;
+    uint32_t pci_class;
+    std::string_view guest_kconfig;  // "CONFIG_VIRTIO_BLK": the guest's driver
 };
 
 // What a device may ask of its transport once activated. Safe from any
@@ -55,7 +75,8 @@ class VirtioDevice {
 public:
     virtual ~VirtioDevice() = default;
 
-    virtual VirtioDeviceType device_type() const = 0;
+    virtual const VirtioDeviceKind& kind() const = 0;
+    VirtioDeviceType device_type() const { return kind().type; }
     // Feature bits the device offers (device-specific and ring bits).
     virtual uint64_t device_features() const = 0;
     // How many virtqueues, and each one's size: a power of two, 1..32768.
@@ -83,18 +104,21 @@ public:
     // between activate() and reset().
     virtual void queue_notified(unsigned index) = 0;
 
-    // For a state dump: call `inspect` (which reads the queues) at a moment
-    // when none of the device's own threads is using them. The default just
-    // calls it, which suits a device that touches its queues only from the
-    // calls above (the transport already serializes those). A device that
-    // pops or pushes from threads of its own overrides this to hold the
-    // lock those threads use. Called like the others (transport lock held).
-    virtual void inspect_queues(const std::function<void()>& inspect) { inspect(); }
-
     // For the same dump: the device's own state (counters...) as lines
     // ending in '\n', without the device's name (the transport adds it).
     // Called like the others; the default has nothing to say.
     virtual std::string state_lines() const { return {}; }
+
+    // For the end of a run: one line worth logging at info level (a network
+    // card's counters), without the device's name; empty for nothing.
+    // Called after the vCPUs have stopped.
+    virtual std::string exit_summary() const { return {}; }
+
+    // The device's one lock (see "Threads" above).
+    std::mutex& device_lock() const { return lock_; }
+
+private:
+    mutable std::mutex lock_;
 };
 
 }  // namespace minikvm

@@ -52,7 +52,7 @@ std::string offload_names(unsigned offloads) {
 
 }  // namespace
 
-VirtioNet::VirtioNet(std::string name, std::unique_ptr<NetBackend> backend, MacAddress mac, FdWatcher& watcher)
+VirtioNet::VirtioNet(std::string name, std::unique_ptr<NetBackend> backend, MacAddress mac, EventSources& watcher)
     : name_(std::move(name)),
       backend_(std::move(backend)),
       watcher_(watcher),
@@ -80,20 +80,16 @@ uint64_t VirtioNet::device_features() const {
 
 void VirtioNet::read_config(uint32_t offset, std::span<uint8_t> data) {
     std::array<uint8_t, kConfigSize> bytes{};
-    {
-        std::lock_guard lock(mutex_);
-        std::copy(mac_.bytes.begin(), mac_.bytes.end(), bytes.begin() + kConfigMac);
-        // The link is up until the tap fails for good.
-        bytes[kConfigStatus] = backend_failed_ ? 0 : static_cast<uint8_t>(kStatusLinkUp);
-        bytes[kConfigStatus + 1] = 0;
-    }
+    std::copy(mac_.bytes.begin(), mac_.bytes.end(), bytes.begin() + kConfigMac);
+    // The link is up until the tap fails for good.
+    bytes[kConfigStatus] = backend_failed_ ? 0 : static_cast<uint8_t>(kStatusLinkUp);
+    bytes[kConfigStatus + 1] = 0;
     std::copy_n(bytes.begin() + offset, data.size(), data.begin());
 }
 
 void VirtioNet::write_config(uint32_t offset, std::span<const uint8_t> data) {
     // A legacy driver sets the MAC by writing it here, a byte at a time
     // (there is no control queue); the status is read-only.
-    std::lock_guard lock(mutex_);
     for (size_t i = 0; i < data.size(); ++i) {
         const uint32_t at = offset + static_cast<uint32_t>(i);
         if (at < kConfigMac + mac_.bytes.size()) mac_.bytes[at - kConfigMac] = data[i];
@@ -111,7 +107,6 @@ void VirtioNet::write_config(uint32_t offset, std::span<const uint8_t> data) {
 
 void VirtioNet::activate(uint64_t negotiated_features, std::span<VirtQueue> queues,
                          VirtioTransportSignals& signals) {
-    std::lock_guard lock(mutex_);
     const auto has = [&](unsigned feature) { return (negotiated_features & bit(feature)) != 0; };
     mergeable_ = has(kFeatureMrgRxbuf);
     header_size_ = net::header_size(mergeable_);
@@ -169,7 +164,6 @@ void VirtioNet::activate(uint64_t negotiated_features, std::span<VirtQueue> queu
 }
 
 void VirtioNet::reset() {
-    std::lock_guard lock(mutex_);
     drop_in_flight();
     queues_ = {};
     signals_ = nullptr;
@@ -202,7 +196,6 @@ void VirtioNet::drop_in_flight() {
 }
 
 void VirtioNet::queue_notified(unsigned index) {
-    std::lock_guard lock(mutex_);
     if (queues_.empty()) return;
     if (index == kTransmitQueue) {
         transmit();
@@ -214,15 +207,10 @@ void VirtioNet::queue_notified(unsigned index) {
     }
 }
 
-void VirtioNet::inspect_queues(const std::function<void()>& inspect) {
-    std::lock_guard lock(mutex_);
-    inspect();
-}
-
 void VirtioNet::on_backend_ready(uint32_t ready) {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(device_lock());
     if (queues_.empty() || backend_failed_) return;
-    if ((ready & FdWatcher::kError) != 0 && (ready & FdWatcher::kReadable) == 0) {
+    if ((ready & EventSources::kError) != 0 && (ready & EventSources::kReadable) == 0) {
         backend_failed("it reported an error or hang-up (interface deleted?)");
         return;
     }
@@ -574,8 +562,8 @@ void VirtioNet::update_interest() {
         // Read only where a frame can go: posted buffers, and no frame
         // already waiting for more of them.
         if (rx.ready() && !rx.broken() && !rx_pending_ && (rx_ring_may_have_buffers_ || !rx_chains_.empty()))
-            want |= FdWatcher::kReadable;
-        if (tx_blocked_) want |= FdWatcher::kWritable;
+            want |= EventSources::kReadable;
+        if (tx_blocked_) want |= EventSources::kWritable;
     }
     if (want == interest_) return;
     try {
@@ -611,12 +599,11 @@ void VirtioNet::backend_failed(const std::string& why) {
 }
 
 std::string VirtioNet::state_lines() const {
-    std::lock_guard lock(mutex_);
     const Counters& c = counters_;
     std::string out = fmt::format("net tap={} mac={} header={} tap_offloads={} polling={}{}{}\n", backend_->name(),
                                   mac_.to_string(), header_size_, offload_names(tap_offloads_),
-                                  (interest_ & FdWatcher::kReadable) != 0 ? "rx" : "",
-                                  (interest_ & FdWatcher::kWritable) != 0 ? "tx" : "",
+                                  (interest_ & EventSources::kReadable) != 0 ? "rx" : "",
+                                  (interest_ & EventSources::kWritable) != 0 ? "tx" : "",
                                   interest_ == 0 ? "none" : "");
     out += fmt::format("net rx packets={} bytes={} dropped={} chains_held={} frame_waiting={}\n", c.rx_packets,
                        c.rx_bytes, c.rx_dropped, rx_chains_.size(), rx_pending_ ? "yes" : "no");
@@ -626,7 +613,7 @@ std::string VirtioNet::state_lines() const {
 }
 
 VirtioNet::Counters VirtioNet::counters() const {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(device_lock());
     return counters_;
 }
 
@@ -637,27 +624,31 @@ std::string VirtioNet::counters_text() const {
 }
 
 uint32_t VirtioNet::backend_interest() const {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(device_lock());
     return interest_;
 }
 
 unsigned VirtioNet::tap_offloads() const {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(device_lock());
     return tap_offloads_;
 }
 
 size_t VirtioNet::header_size() const {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(device_lock());
     return header_size_;
 }
 
 MacAddress VirtioNet::mac() const {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(device_lock());
     return mac_;
 }
 
 void VirtioNet::log_rx(const std::string& text) { rx_log_.log(spdlog::level::warn, fmt::format("{}: {}", name_, text)); }
 
 void VirtioNet::log_tx(const std::string& text) { tx_log_.log(spdlog::level::warn, fmt::format("{}: {}", name_, text)); }
+
+std::string VirtioNet::exit_summary() const {
+    return fmt::format("(tap {}): {}", backend_->name(), counters_text());
+}
 
 }  // namespace minikvm

@@ -43,9 +43,9 @@
 //
 // A MAC the driver writes lasts until reset, which restores the configured one.
 //
-// Threads. The transport serializes its calls (vCPUs, event loop kicks);
-// the tap's readiness arrives on the FdWatcher's thread. One mutex covers
-// the queues and all state.
+// Threads. The transport calls in (vCPUs, event loop kicks) holding the
+// device's lock; the tap's readiness arrives on the event loop and takes
+// that same lock, which covers the queues and all state.
 
 #include <sys/uio.h>
 
@@ -58,12 +58,12 @@
 #include <vector>
 
 #include "virtio/descriptor_chain.h"
-#include "virtio/net_backend.h"
+#include "vmm/backends/net/net_backend.h"
 #include "virtio/net_header.h"
 #include "virtio/virtio_device.h"
-#include "vmm/fd_watcher.h"
-#include "vmm/mac_address.h"
-#include "vmm/rate_limited_log.h"
+#include "vmm/core/event_sources.h"
+#include "vmm/backends/net/mac_address.h"
+#include "vmm/core/rate_limited_log.h"
 
 namespace minikvm {
 
@@ -100,13 +100,18 @@ public:
 
     // `name` prefixes log lines ("virtio-net0"). `watcher` tells when the
     // backend's fd is ready; it and the backend must outlive the device.
-    VirtioNet(std::string name, std::unique_ptr<NetBackend> backend, MacAddress mac, FdWatcher& watcher);
+    VirtioNet(std::string name, std::unique_ptr<NetBackend> backend, MacAddress mac, EventSources& watcher);
     ~VirtioNet() override;
     VirtioNet(const VirtioNet&) = delete;
     VirtioNet& operator=(const VirtioNet&) = delete;
 
     // VirtioDevice
-    VirtioDeviceType device_type() const override { return VirtioDeviceType::Net; }
+    static constexpr VirtioDeviceKind kKind{.type = VirtioDeviceType::Net,
+                                            .name = "net",
+                                            .pci_device_id = 0x1000,
+                                            .pci_class = 0x02'00'00,  // network controller, Ethernet
+                                            .guest_kconfig = "CONFIG_VIRTIO_NET"};
+    const VirtioDeviceKind& kind() const override { return kKind; }
     uint64_t device_features() const override;
     unsigned queue_count() const override { return 2; }
     uint16_t queue_max_size(unsigned) const override { return kQueueSize; }
@@ -117,8 +122,6 @@ public:
                   VirtioTransportSignals& signals) override;
     void reset() override;
     void queue_notified(unsigned index) override;
-    // The tap's handler uses the queues: hold the device lock.
-    void inspect_queues(const std::function<void()>& inspect) override;
     std::string state_lines() const override;
 
     struct Counters {
@@ -132,7 +135,9 @@ public:
     Counters counters() const;
     // "rx 3 packets 180 bytes 0 dropped, tx ...": for the exit log.
     std::string counters_text() const;
-    // FdWatcher interest bits on the backend now (tests, dump).
+    // "(tap NAME): " and the counters.
+    std::string exit_summary() const override;
+    // EventSources interest bits on the backend now (tests, dump).
     uint32_t backend_interest() const;
     const NetBackend& backend() const { return *backend_; }
     MacAddress mac() const;
@@ -154,7 +159,7 @@ private:
         size_t total = 0;
     };
 
-    // All with mutex_ held and the device active.
+    // All with device_lock() held and the device active.
     void receive();
     Step receive_one();        // without MRG_RXBUF
     Step receive_mergeable();  // with it
@@ -183,9 +188,8 @@ private:
 
     const std::string name_;
     const std::unique_ptr<NetBackend> backend_;
-    FdWatcher& watcher_;
+    EventSources& watcher_;
 
-    mutable std::mutex mutex_;
     const MacAddress configured_mac_;  // what reset() goes back to
     MacAddress mac_;  // the driver may write it (legacy drivers do, 5.1.4.2)
     std::span<VirtQueue> queues_;  // empty while not active

@@ -73,34 +73,17 @@ uint32_t validated_config_bar_size(const VirtioDevice& device) {
 
 }  // namespace
 
-PciIdentity VirtioPciLegacy::identity_for(VirtioDeviceType type) {
-    // Transitional device IDs (virtio 1.2 4.1.2.1) are a table, not a
-    // formula: 0x1002 is the balloon, so the console is 0x1003.
-    uint16_t device_id = 0;
-    uint32_t class_code = 0;
-    switch (type) {
-        case VirtioDeviceType::Net:
-            device_id = 0x1000;
-            class_code = 0x02'00'00;  // network controller, Ethernet
-            break;
-        case VirtioDeviceType::Block:
-            device_id = 0x1001;
-            class_code = 0x01'00'00;  // mass storage, SCSI (as QEMU)
-            break;
-        case VirtioDeviceType::Console:
-            device_id = 0x1003;
-            class_code = 0x07'80'00;  // communication controller, other
-            break;
-        default:
-            throw std::invalid_argument(
-                fmt::format("virtio-pci: no legacy PCI identity for device type {}", static_cast<unsigned>(type)));
-    }
+PciIdentity VirtioPciLegacy::identity_for(const VirtioDeviceKind& kind) {
+    // Transitional device IDs (virtio 1.2 4.1.2.1) are 0x1000..0x103f.
+    if (kind.pci_device_id < 0x1000 || kind.pci_device_id > 0x103f)
+        throw std::invalid_argument(fmt::format("virtio-pci: {:#06x} is no transitional PCI device ID (virtio {})",
+                                                kind.pci_device_id, kind.name));
     return PciIdentity{.vendor_id = kVendorId,
-                       .device_id = device_id,
-                       .class_code = class_code,
+                       .device_id = kind.pci_device_id,
+                       .class_code = kind.pci_class,
                        .revision = 0,  // legacy drivers (virtio_pci_legacy) require revision 0
                        .subsystem_vendor_id = kVendorId,
-                       .subsystem_id = static_cast<uint16_t>(type)};
+                       .subsystem_id = static_cast<uint16_t>(kind.type)};
 }
 
 uint32_t VirtioPciLegacy::bar_size_for(uint32_t config_size) {
@@ -110,15 +93,19 @@ uint32_t VirtioPciLegacy::bar_size_for(uint32_t config_size) {
 }
 
 VirtioPciLegacy::VirtioPciLegacy(VirtioDevice& device, const GuestMemory& memory, std::string name,
-                                 NotifyEventfds* eventfds)
+                                 NotifyEventfds* eventfds, EventSources* events)
     : device_(device),
       name_(std::move(name)),
-      type_(device.device_type()),
+      kind_(device.kind()),
       device_features_(device.device_features()),
       config_size_(device.config_size()),
       bar_size_(validated_config_bar_size(device)),
-      config_(identity_for(device.device_type())),
-      eventfds_(eventfds) {
+      config_(identity_for(device.kind())),
+      eventfds_(eventfds),
+      events_(events),
+      device_mutex_(device.device_lock()) {
+    if ((eventfds == nullptr) != (events == nullptr))
+        throw std::invalid_argument(fmt::format("{}: notify eventfds need event sources to hear them", name_));
     const unsigned count = device.queue_count();
     // Queue select is 16 bits wide, so no more queues than it can name.
     if (count > 0x10000) throw std::invalid_argument(fmt::format("{}: {} queues are too many", name_, count));
@@ -482,7 +469,7 @@ bool VirtioPciLegacy::ever_reached_driver_ok() const { return (status_bits_ever_
 std::optional<std::string> VirtioPciLegacy::never_driver_ok_warning() const {
     const uint8_t seen = status_bits_ever_set();
     if ((seen & kStatusDriverOk) != 0) return std::nullopt;
-    return minikvm::never_driver_ok_warning(who(), type_, seen);
+    return minikvm::never_driver_ok_warning(who(), kind_, seen);
 }
 
 std::string VirtioPciLegacy::state_report() const {
@@ -502,7 +489,7 @@ std::string VirtioPciLegacy::state_report() const {
 
     std::string out;
     out += fmt::format("{} pci={} type={} status={:#04x} {} activated={} ever_driver_ok={}\n", name_,
-                       state.address ? state.address->to_string() : "none", virtio_type_name(type_), status,
+                       state.address ? state.address->to_string() : "none", kind_.name, status,
                        device_status::names(status), yes_no(activated_), yes_no((state.seen & kStatusDriverOk) != 0));
     const uint32_t offered = static_cast<uint32_t>(device_features_);
     out += fmt::format("{} features offered={:#010x} negotiated={:#010x}", name_, offered, guest_features_);
@@ -515,8 +502,8 @@ std::string VirtioPciLegacy::state_report() const {
     out += state.broken ? fmt::format("{} broken=yes reason: {}\n", name_, state.reason)
                         : fmt::format("{} broken=no\n", name_);
 
-    // The device may own the queues and use them from its own threads.
-    device_.inspect_queues([&] {
+    // device_mutex_ is held: the device's own threads are not using the queues.
+    {
         for (size_t i = 0; i < queues_.size(); ++i) {
             const VirtQueue& queue = queues_[i];
             out += fmt::format("{} q{} ", name_, i);
@@ -536,7 +523,7 @@ std::string VirtioPciLegacy::state_report() const {
             }
             out += queue.broken() ? fmt::format(" broken=yes reason: {}\n", queue.broken_reason()) : " broken=no\n";
         }
-    });
+    }
     const std::string device_lines = device_.state_lines();
     for (size_t start = 0; start < device_lines.size();) {
         size_t end = device_lines.find('\n', start);
@@ -564,7 +551,7 @@ void VirtioPciLegacy::register_eventfds(uint32_t base) {
             UniqueFd fd = eventfds_->add_io_eventfd(port, 2, queue);
             const int raw = fd.get();
             try {
-                eventfds_->watch(raw, [this, raw, queue] {
+                events_->watch(raw, EventSources::kReadable, [this, raw, queue](uint32_t) {
                     uint64_t count = 0;
                     // One read empties the counter; EAGAIN means a spurious wakeup.
                     if (::read(raw, &count, sizeof count) != static_cast<ssize_t>(sizeof count)) return;
@@ -588,7 +575,7 @@ void VirtioPciLegacy::register_eventfds(uint32_t base) {
 void VirtioPciLegacy::unregister_eventfds() {
     for (Registration& registration : registrations_) {
         try {
-            eventfds_->unwatch(registration.fd.get());
+            events_->unwatch(registration.fd.get());
             eventfds_->remove_io_eventfd(registration.fd.get(), registration.port, 2, registration.queue);
         } catch (const std::exception& error) {
             spdlog::warn("{}: removing the notify eventfd of queue {}: {}", name_, registration.queue, error.what());

@@ -45,21 +45,22 @@
 //
 // Kicks. With NotifyEventfds, every queue gets an ioeventfd on
 // BAR0 + 16 (2 bytes, datamatch = queue index) while BAR 0 is mapped, heard
-// on the event loop. Without it, or when that setup fails, kicks trap to
+// through the given EventSources. Without it, or when that setup fails, kicks trap to
 // the vCPU and arrive through write().
 //
 // Threads. Registers are accessed from vCPU threads, kicks from the event
 // loop, signals from wherever the device runs. Two locks, always taken in
-// this order: device_mutex_ serializes the device and queue state and every
-// call into the VirtioDevice; state_mutex_ guards status, ISR and the INTx
+// this order: device_mutex_ -- the device's own lock, device_lock(), so one
+// lock covers the device, its queues and this transport's queue state, and
+// one kick takes it once -- serializes every call into the VirtioDevice;
+// state_mutex_ guards status, ISR and the INTx
 // level, so the device may signal while device_mutex_ is held (from inside
 // queue_notified) or not (from its own threads). Eventfd registration has a
 // lock of its own and never holds the others, because the event loop waits
 // for a running handler, which may be waiting for device_mutex_.
 // The diagnostics below take the same locks the same way: state_report()
-// holds device_mutex_, nests state_mutex_ briefly, reads the queues through
-// VirtioDevice::inspect_queues() (the device's own threads may be using
-// them), and takes eventfd_mutex_ alone, first. So they may be called from
+// holds device_mutex_ (so the device's own threads are not using the
+// queues), nests state_mutex_ briefly, and takes eventfd_mutex_ alone, first. So they may be called from
 // any thread while the guest runs -- but not from inside a VirtioDevice
 // call (device_mutex_ is held there) nor from a signal handler (they lock).
 // The trace switch may be flipped, and the PCI address set, at any time.
@@ -105,8 +106,9 @@
 #include "virtio/notify_eventfds.h"
 #include "virtio/virtio_device.h"
 #include "virtio/virtqueue.h"
-#include "vmm/bus.h"
-#include "vmm/guest_memory.h"
+#include "vmm/core/bus.h"
+#include "vmm/core/event_sources.h"
+#include "vmm/core/guest_memory.h"
 
 namespace minikvm {
 
@@ -138,22 +140,24 @@ public:
 
     static constexpr uint32_t kMinBarSize = 32;
 
-    // `device` and `memory` (and `eventfds`, if given) must outlive this.
+    // `device` and `memory` (and `eventfds` and `events`, given both or
+    // neither) must outlive this.
     // `name` prefixes log lines ("virtio-console0"). Throws
-    // std::invalid_argument for an unknown device type, a queue size that is
+    // std::invalid_argument for a device ID outside the transitional range, a queue size that is
     // not a power of two in 1..32768, or configuration space that does not
     // fit a 256-byte I/O BAR.
     VirtioPciLegacy(VirtioDevice& device, const GuestMemory& memory, std::string name,
-                    NotifyEventfds* eventfds = nullptr);
+                    NotifyEventfds* eventfds = nullptr, EventSources* events = nullptr);
     // Resets the device and removes the ioeventfds.
     ~VirtioPciLegacy() override;
 
     VirtioPciLegacy(const VirtioPciLegacy&) = delete;
     VirtioPciLegacy& operator=(const VirtioPciLegacy&) = delete;
 
-    // The PCI identity for a device type, and BAR 0's size for a
+    // The PCI identity of a kind of device (std::invalid_argument for a
+    // device ID outside the transitional range), and BAR 0's size for a
     // configuration space of `config_size` bytes.
-    static PciIdentity identity_for(VirtioDeviceType type);
+    static PciIdentity identity_for(const VirtioDeviceKind& kind);
     static uint32_t bar_size_for(uint32_t config_size);
 
     // PciDevice
@@ -239,18 +243,19 @@ private:
 
     VirtioDevice& device_;
     const std::string name_;
-    const VirtioDeviceType type_;
+    const VirtioDeviceKind kind_;
     const uint64_t device_features_;
     const uint32_t config_size_;
     const uint32_t bar_size_;
     PciConfigSpace config_;
     NotifyEventfds* const eventfds_;
+    EventSources* const events_;
     std::vector<uint16_t> queue_sizes_;  // validated once; the device's sizes never change
     std::atomic<unsigned> logged_once_{0};  // bit per Once
     std::atomic<bool> trace_{false};        // read by the queues too
 
-    // Guarded by device_mutex_.
-    mutable std::mutex device_mutex_;
+    // Guarded by device_mutex_: the device's lock.
+    std::mutex& device_mutex_;
     std::vector<VirtQueue> queues_;
     uint32_t guest_features_ = 0;
     uint16_t queue_select_ = 0;

@@ -34,7 +34,7 @@
 #include <string>
 
 #include "virtio/descriptor_chain.h"
-#include "vmm/guest_memory.h"
+#include "vmm/core/guest_memory.h"
 
 namespace minikvm {
 

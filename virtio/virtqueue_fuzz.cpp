@@ -5,7 +5,7 @@
 
 #include "virtio/split_ring.h"
 #include "virtio/virtqueue.h"
-#include "vmm/guest_memory.h"
+#include "vmm/core/guest_memory.h"
 
 namespace minikvm {
 

@@ -25,11 +25,11 @@
 #include "boot/cpuid.h"
 #include "boot/linux_loader.h"
 #include "boot/x86_boot_state.h"
-#include "vmm/guest_memory.h"
-#include "vmm/kvm.h"
-#include "vmm/kvm_uapi.h"
-#include "vmm/vcpu.h"
-#include "vmm/vm.h"
+#include "vmm/core/guest_memory.h"
+#include "vmm/core/kvm.h"
+#include "vmm/core/kvm_uapi.h"
+#include "vmm/core/vcpu.h"
+#include "vmm/core/vm.h"
 
 namespace {
 

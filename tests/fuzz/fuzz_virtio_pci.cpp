@@ -1,7 +1,7 @@
 // libFuzzer target: a guest driver that does anything at all. The input is a
 // guest memory image plus a sequence of register accesses to a legacy
 // virtio-pci transport with a real device behind it (virtio-console,
-// virtio-blk or virtio-net), interleaved with host-side events (console
+// virtio-blk, virtio-net or virtio-rng), interleaved with host-side events (console
 // input and terminal resizes; for the disk, waiting for its I/O and the
 // image file shrinking or growing under it; for the network card, frames
 // from the host, tap wakeups and the host draining what was sent). Built with ASan+UBSan when
@@ -31,10 +31,11 @@
 #include "virtio/virtio_console.h"
 #include "virtio/virtio_net.h"
 #include "virtio/virtio_pci_legacy.h"
-#include "vmm/disk_image.h"
-#include "vmm/event_loop.h"
-#include "vmm/guest_memory.h"
-#include "vmm/unique_fd.h"
+#include "virtio/virtio_rng.h"
+#include "vmm/backends/block/disk_image.h"
+#include "vmm/core/event_loop.h"
+#include "vmm/core/guest_memory.h"
+#include "vmm/core/unique_fd.h"
 
 namespace {
 
@@ -44,7 +45,8 @@ constexpr uint64_t kMemorySize = 1 << 20;
 constexpr uint64_t kDiskSectors = 128;  // 64 KiB
 
 // Input layout:
-//   [0]        device (mod 3): 0 virtio-console, 1 virtio-blk, 2 virtio-net
+//   [0]        device (mod 4): 0 virtio-console, 1 virtio-blk, 2 virtio-net,
+//              3 virtio-rng (no host-side events: kinds 2 and 3 do nothing)
 //   [1]        number of operations N (0..255)
 //   [2..2+8N)  operations, 8 bytes each:
 //                kind (mod 5): 0 register read, 1 register write,
@@ -124,7 +126,7 @@ private:
     std::string name_ = "fuzztap";
 };
 
-struct ManualWatcher : FdWatcher {
+struct ManualWatcher : EventSources {
     uint32_t interest = 0;
     Handler handler;
     void watch(int, uint32_t wanted, Handler on_ready) override {
@@ -186,9 +188,10 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size < 2) return 0;
-    const unsigned kind = data[0] % 3;
+    const unsigned kind = data[0] % 4;
     const bool disk = kind == 1;
     const bool net = kind == 2;
+    const bool rng = kind == 3;
     const size_t count = data[1];
     const size_t operations_end = 2 + 8 * count;
     if (size < operations_end) return 0;
@@ -205,6 +208,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
     NullIrq irq;  // outlives the transport, which lowers it when it resets
     std::optional<VirtioConsole> console;
+    std::optional<VirtioRng> entropy;
     std::optional<FuzzNet> card;  // a fresh one per input: cheap, no threads
     VirtioDevice* device = nullptr;
     if (net) {
@@ -212,10 +216,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } else if (disk) {
         fuzz_disk().clear();
         device = fuzz_disk().device.get();
+    } else if (rng) {
+        device = &entropy.emplace("fuzz-rng");
     } else {
         device = &console.emplace("fuzz-console", [](std::span<const uint8_t>) {}, VirtioConsole::TerminalSize{80, 25});
     }
-    VirtioPciLegacy transport(*device, memory, net ? "fuzz-net" : disk ? "fuzz-blk" : "fuzz-console");
+    VirtioPciLegacy transport(*device, memory, net ? "fuzz-net" : disk ? "fuzz-blk" : rng ? "fuzz-rng" : "fuzz-console");
     transport.connect_intx(irq);
 
     for (size_t i = 0; i < count; ++i) {
@@ -229,11 +235,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             case 0: transport.read(offset, std::span(bytes, width)); break;
             case 1: transport.write(offset, std::span<const uint8_t>(bytes, width)); break;
             case 2:
+                if (rng) break;
                 if (net) card->send(op.value);
                 else if (disk) fuzz_disk().device->wait_idle();
                 else console->receive(std::span(kInput).first(op.value % (kInput.size() + 1)));
                 break;
             case 3:
+                if (rng) break;
                 if (net) {
                     card->ready_or_drain(op.value);
                 } else if (disk) {

@@ -1,7 +1,7 @@
 #pragma once
 // A virtio-net device on a fake tap (one end of a SOCK_SEQPACKET socketpair:
 // one frame per read or write, like a tap; the test holds the other end as
-// the host), a fake FdWatcher that shows what the device polls, and the
+// the host), a fake EventSources that shows what the device polls, and the
 // driver's half of both rings in real guest RAM.
 
 #include <catch2/catch.hpp>
@@ -24,13 +24,13 @@
 
 #include "recording_signals.h"
 #include "ring_driver.h"
-#include "virtio/net_backend.h"
+#include "vmm/backends/net/net_backend.h"
 #include "virtio/net_header.h"
 #include "virtio/virtio_net.h"
 #include "virtio/virtqueue.h"
-#include "vmm/fd_watcher.h"
-#include "vmm/guest_memory.h"
-#include "vmm/unique_fd.h"
+#include "vmm/core/event_sources.h"
+#include "vmm/core/guest_memory.h"
+#include "vmm/core/unique_fd.h"
 
 namespace net_rig {
 
@@ -107,7 +107,7 @@ private:
 
 // Runs the handler by hand, as a level-triggered epoll loop would: only for
 // readiness the device asked for.
-struct FakeWatcher : FdWatcher {
+struct FakeWatcher : EventSources {
     int fd = -1;
     std::atomic<uint32_t> interest{0};
     Handler handler;
@@ -147,7 +147,7 @@ struct FakeWatcher : FdWatcher {
 };
 
 struct Rig {
-    explicit Rig(uint64_t features = kMac, bool activate_now = true, FdWatcher* watcher_override = nullptr)
+    explicit Rig(uint64_t features = kMac, bool activate_now = true, EventSources* watcher_override = nullptr)
         : features(features) {
         int fds[2];
         REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
@@ -262,8 +262,8 @@ struct Rig {
         if (n < 0) return std::nullopt;
         return static_cast<size_t>(n);
     }
-    bool polls_rx() const { return (watcher.interest & FdWatcher::kReadable) != 0; }
-    bool polls_tx() const { return (watcher.interest & FdWatcher::kWritable) != 0; }
+    bool polls_rx() const { return (watcher.interest & EventSources::kReadable) != 0; }
+    bool polls_tx() const { return (watcher.interest & EventSources::kWritable) != 0; }
 
     uint64_t features;
     GuestMemory memory = GuestMemory::allocate(kRamSize);

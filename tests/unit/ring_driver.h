@@ -11,7 +11,7 @@
 #include <utility>
 
 #include "virtio/split_ring.h"
-#include "vmm/guest_memory.h"
+#include "vmm/core/guest_memory.h"
 
 namespace test_helpers {
 

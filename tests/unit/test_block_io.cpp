@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "temp_file.h"
-#include "vmm/thread_pool_block_io.h"
-#include "vmm/uring_block_io.h"
-#include "vmm/unique_fd.h"
+#include "vmm/backends/block/thread_pool_block_io.h"
+#include "vmm/backends/block/uring_block_io.h"
+#include "vmm/core/unique_fd.h"
 
 using namespace minikvm;
 

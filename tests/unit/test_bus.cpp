@@ -3,7 +3,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "vmm/bus.h"
+#include "vmm/core/bus.h"
 
 namespace {
 

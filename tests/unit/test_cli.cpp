@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "vmm/cli.h"
+#include "vmm/app/cli.h"
 
 using namespace minikvm;
 using Catch::Matchers::Contains;
@@ -245,6 +245,25 @@ TEST_CASE("a malformed --net or a bad MAC is one line naming the option, exit co
     auto too_many = parse(nine);
     CHECK(too_many.exit_code == 2);
     CHECK_THAT(too_many.message, Contains("--disk and --net given 9 times together: at most 8 devices fit"));
+}
+
+TEST_CASE("--rng adds a virtio-rng, counted like every virtio device") {
+    auto plain = parse({"-k", "bz"});
+    REQUIRE(plain.command_line);
+    CHECK_FALSE(plain.command_line->machine.rng);
+    auto with_rng = parse({"-k", "bz", "--rng"});
+    REQUIRE(with_rng.command_line);
+    CHECK(with_rng.command_line->machine.rng);
+
+    // The slot check comes from the device registry: every device counts.
+    std::vector<std::string> args{"-k", "bz", "--rng"};
+    for (int i = 0; i < 7; ++i) args.insert(args.end(), {"--disk", "path=d" + std::to_string(i)});
+    CHECK(parse(args).exit_code == 0);
+    args.insert(args.end(), {"--disk", "path=d7"});
+    CHECK(parse(args).message == "minikvm: --disk given 8 times: at most 7 disks fit next to --rng\n");
+    args.insert(args.end(), {"--console", "virtio", "--net", "tap=t0"});
+    CHECK(parse(args).message ==
+          "minikvm: --disk and --net given 9 times together: at most 6 devices fit next to --console virtio and --rng\n");
 }
 
 TEST_CASE("a random MAC is locally administered unicast, and differs between draws") {

@@ -10,8 +10,8 @@
 #include "devices/debug_exit.h"
 #include "devices/i8042.h"
 #include "devices/serial_8250.h"
-#include "vmm/console_input.h"
-#include "vmm/exit_codes.h"
+#include "vmm/backends/console_input.h"
+#include "vmm/core/exit_codes.h"
 
 using namespace minikvm;
 

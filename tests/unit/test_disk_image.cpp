@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "temp_file.h"
-#include "vmm/disk_image.h"
-#include "vmm/error.h"
-#include "vmm/unique_fd.h"
+#include "vmm/backends/block/disk_image.h"
+#include "vmm/core/error.h"
+#include "vmm/core/unique_fd.h"
 
 using namespace minikvm;
 using Catch::Matchers::Contains;

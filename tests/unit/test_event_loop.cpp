@@ -7,8 +7,8 @@
 #include <chrono>
 #include <thread>
 
-#include "vmm/event_loop.h"
-#include "vmm/unique_fd.h"
+#include "vmm/core/event_loop.h"
+#include "vmm/core/unique_fd.h"
 
 using namespace minikvm;
 
@@ -32,7 +32,7 @@ TEST_CASE("event loop runs the handler of a readable fd on its thread") {
     std::atomic<int> calls{0};
     std::atomic<bool> other_thread{false};
     const auto test_thread = std::this_thread::get_id();
-    loop.add(event.get(), [&] {
+    loop.watch(event.get(), EventSources::kReadable, [&](uint32_t) {
         uint64_t value = 0;
         [[maybe_unused]] ssize_t n = ::read(event.get(), &value, sizeof(value));
         other_thread = std::this_thread::get_id() != test_thread;
@@ -46,18 +46,18 @@ TEST_CASE("event loop runs the handler of a readable fd on its thread") {
     REQUIRE(wait_until([&] { return calls == 3; }));
 }
 
-TEST_CASE("after remove() the handler never runs again") {
+TEST_CASE("after unwatch() the handler never runs again") {
     EventLoop loop;
     UniqueFd event(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     std::atomic<int> calls{0};
-    loop.add(event.get(), [&] {
+    loop.watch(event.get(), EventSources::kReadable, [&](uint32_t) {
         uint64_t value = 0;
         [[maybe_unused]] ssize_t n = ::read(event.get(), &value, sizeof(value));
         ++calls;
     });
     signal(event.get());
     REQUIRE(wait_until([&] { return calls == 1; }));
-    loop.remove(event.get());
+    loop.unwatch(event.get());
     signal(event.get());
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     CHECK(calls == 1);

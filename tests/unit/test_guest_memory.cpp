@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "vmm/guest_memory.h"
+#include "vmm/core/guest_memory.h"
 
 using minikvm::GuestMemory;
 

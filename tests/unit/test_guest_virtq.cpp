@@ -14,7 +14,7 @@
 #include "guest-images/baremetal/virtq.h"
 #include "virtio/split_ring.h"
 #include "virtio/virtqueue.h"
-#include "vmm/guest_memory.h"
+#include "vmm/core/guest_memory.h"
 
 using namespace minikvm;
 

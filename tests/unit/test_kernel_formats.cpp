@@ -3,7 +3,7 @@
 #include "boot/bzimage.h"
 #include "boot/elf_kernel.h"
 #include "kernel_images.h"
-#include "vmm/error.h"
+#include "vmm/core/error.h"
 
 using namespace minikvm;
 using Catch::Matchers::Contains;

@@ -9,7 +9,7 @@
 #include "boot/memory_layout.h"
 #include "kernel_images.h"
 #include "temp_file.h"
-#include "vmm/error.h"
+#include "vmm/core/error.h"
 
 using namespace minikvm;
 using Catch::Matchers::Contains;

@@ -14,7 +14,7 @@
 #include "devices/pci_config_space.h"
 #include "devices/pci_device.h"
 #include "devices/pci_host_bridge.h"
-#include "vmm/bus.h"
+#include "vmm/core/bus.h"
 
 using namespace minikvm;
 

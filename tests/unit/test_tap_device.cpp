@@ -21,9 +21,9 @@
 #include <thread>
 
 #include "net_rig.h"
-#include "vmm/error.h"
-#include "vmm/event_loop.h"
-#include "vmm/tap_device.h"
+#include "vmm/core/error.h"
+#include "vmm/core/event_loop.h"
+#include "vmm/backends/net/tap_device.h"
 
 using namespace minikvm;
 using namespace net_rig;

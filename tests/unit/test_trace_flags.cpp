@@ -2,7 +2,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "vmm/trace_flags.h"
+#include "vmm/core/trace_flags.h"
 
 using namespace minikvm;
 

@@ -4,7 +4,7 @@
 
 #include <signal.h>
 
-#include "vmm/vcpu_runner.h"
+#include "vmm/core/vcpu_runner.h"
 
 using minikvm::VcpuRunner;
 

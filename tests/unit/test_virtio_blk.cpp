@@ -27,9 +27,9 @@
 #include "virtio/virtio_blk.h"
 #include "virtio/virtio_pci_legacy.h"
 #include "virtio/virtqueue.h"
-#include "vmm/event_loop.h"
-#include "vmm/guest_memory.h"
-#include "vmm/unique_fd.h"
+#include "vmm/core/event_loop.h"
+#include "vmm/core/guest_memory.h"
+#include "vmm/core/unique_fd.h"
 
 using namespace minikvm;
 using Driver = test_helpers::RingDriver;
@@ -552,7 +552,7 @@ TEST_CASE("virtio-blk: end to end through the legacy virtio-pci transport", "[vi
         virtio_pci_rig::reg_write(transport, offset, width, value);
     };
     auto read = [&](uint32_t offset, uint32_t width) { return virtio_pci_rig::reg_read(transport, offset, width); };
-    CHECK(VirtioPciLegacy::identity_for(blk.device_type()).device_id == 0x1001);
+    CHECK(VirtioPciLegacy::identity_for(blk.kind()).device_id == 0x1001);
     CHECK(transport.bar_size() == 128);  // 20 + 60 bytes of configuration
     write(VirtioPciLegacy::kStatus, 1, 0);
     write(VirtioPciLegacy::kStatus, 1, 3);

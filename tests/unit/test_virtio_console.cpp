@@ -15,7 +15,7 @@
 #include "virtio/virtio_console.h"
 #include "virtio/virtio_pci_legacy.h"
 #include "virtio/virtqueue.h"
-#include "vmm/guest_memory.h"
+#include "vmm/core/guest_memory.h"
 
 using namespace minikvm;
 using Driver = test_helpers::RingDriver;

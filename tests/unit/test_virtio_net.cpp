@@ -21,7 +21,7 @@
 #include "net_rig.h"
 #include "virtio_pci_rig.h"
 #include "virtio/virtio_pci_legacy.h"
-#include "vmm/event_loop.h"
+#include "vmm/core/event_loop.h"
 
 using namespace minikvm;
 using namespace net_rig;
@@ -626,7 +626,7 @@ TEST_CASE("virtio-net: when the tap fails, waiting transmit chains complete and 
     const auto behind = rig.post_tx({concat(Bytes(10, 0), pattern(60, 2))});
     const int interrupts = rig.signals.used;
 
-    rig.watcher.handler(FdWatcher::kError);  // the tap reports an error or hang-up
+    rig.watcher.handler(EventSources::kError);  // the tap reports an error or hang-up
     CHECK(log.count("error", "failed") == 1);
     REQUIRE(rig.tx.used_index() == 2);
     CHECK(rig.tx.used_element(0) == std::pair<uint32_t, uint32_t>{blocked.head, 0});

@@ -30,8 +30,8 @@
 #include "virtio/notify_eventfds.h"
 #include "virtio/virtio_device.h"
 #include "virtio/virtio_pci_legacy.h"
-#include "vmm/event_loop.h"
-#include "vmm/guest_memory.h"
+#include "vmm/core/event_loop.h"
+#include "vmm/core/guest_memory.h"
 
 using namespace minikvm;
 
@@ -70,8 +70,6 @@ public:
         CHECK(it->second.datamatch == datamatch);
         live.erase(it);
     }
-    void watch(int fd, std::function<void()> handler) override { loop.add(fd, std::move(handler)); }
-    void unwatch(int fd) override { loop.remove(fd); }
 
     // Live registrations as (port, datamatch), sorted by datamatch.
     std::vector<std::pair<uint16_t, uint64_t>> live_ports() {
@@ -115,7 +113,7 @@ bool wait_for(Predicate predicate) {
 TEST_CASE("virtio-pci legacy: PCI identity per device type", "[virtio-pci]") {
     CapturedLog log;  // keeps the expected warnings off the test output
     const auto check = [](VirtioDeviceType type, uint16_t device_id, uint32_t class_code) {
-        const PciIdentity id = V::identity_for(type);
+        const PciIdentity id = V::identity_for(kind_of(type));
         CHECK(id.vendor_id == 0x1af4);
         CHECK(id.device_id == device_id);
         CHECK(id.class_code == class_code);
@@ -126,7 +124,9 @@ TEST_CASE("virtio-pci legacy: PCI identity per device type", "[virtio-pci]") {
     check(VirtioDeviceType::Net, 0x1000, 0x020000);
     check(VirtioDeviceType::Block, 0x1001, 0x010000);
     check(VirtioDeviceType::Console, 0x1003, 0x078000);
-    CHECK_THROWS_AS(V::identity_for(static_cast<VirtioDeviceType>(9)), std::invalid_argument);
+    check(VirtioDeviceType::Entropy, 0x1005, 0x00ff00);
+    // A device ID outside the transitional range (virtio 1.2 4.1.2.1).
+    CHECK_THROWS_AS(V::identity_for(kind_of(static_cast<VirtioDeviceType>(9))), std::invalid_argument);
 
     // The identity lands in the transport's config space, read as the guest would.
     GuestMemory memory = GuestMemory::allocate(kRamSize);
@@ -534,7 +534,7 @@ TEST_CASE("virtio-pci legacy: notify ioeventfds follow BAR 0", "[virtio-pci]") {
     FakeIrq irq;
     device.signal_on_notify = true;
     {
-        V transport(device, memory, "virtio-eventfd-test", &eventfds);
+        V transport(device, memory, "virtio-eventfd-test", &eventfds, &eventfds.loop);
         transport.connect_intx(irq);
         CHECK(eventfds.live_ports().empty());
 
@@ -578,7 +578,7 @@ TEST_CASE("virtio-pci legacy: failing eventfd setup falls back to trapped kicks"
     FakeEventfds eventfds;
     eventfds.fail_after = 1;  // the second queue's eventfd fails
     FakeDevice device;
-    V transport(device, memory, "virtio-fallback-test", &eventfds);
+    V transport(device, memory, "virtio-fallback-test", &eventfds, &eventfds.loop);
     transport.bar_mapping_changed(0, 0xc000);
     CHECK(eventfds.live_ports().empty());  // all or nothing
     CHECK(log.count("warning", "slow path") == 1);

@@ -43,15 +43,22 @@ std::vector<std::string> split_lines(const std::string& text) {
     return lines;
 }
 
-// A device that, like one with threads of its own, wants to be asked
-// before its queues are read.
+// A device that checks, as its state lines are asked for (in the same
+// report that reads its queues), that its own threads could not take its
+// lock now: the transport holds it.
 class InspectedDevice : public FakeDevice {
 public:
-    void inspect_queues(const std::function<void()>& inspect) override {
+    std::string state_lines() const override {
+        std::thread other([this] {
+            std::unique_lock attempt(device_lock(), std::try_to_lock);
+            lock_was_free = attempt.owns_lock();
+        });
+        other.join();
         ++inspections;
-        inspect();
+        return {};
     }
-    std::atomic<int> inspections{0};
+    mutable std::atomic<int> inspections{0};
+    mutable std::atomic<bool> lock_was_free{true};
 };
 
 }  // namespace
@@ -250,11 +257,12 @@ TEST_CASE("virtio-pci state report: broken transport and queue give their reason
     CHECK(split_lines(rig.transport.state_report())[3] == "virtio-test broken=no");
 }
 
-TEST_CASE("virtio-pci state report: the device is asked before its queues are read", "[virtio-pci][state]") {
+TEST_CASE("virtio-pci state report: the device's lock is held while it is read", "[virtio-pci][state]") {
     InspectedDevice device;
     Rig rig(&device);
     (void)rig.transport.state_report();
     CHECK(device.inspections == 1);
+    CHECK_FALSE(device.lock_was_free);
 }
 
 TEST_CASE("virtio-pci state report: safe while the guest and the device run", "[virtio-pci][state]") {

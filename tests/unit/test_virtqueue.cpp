@@ -16,7 +16,7 @@
 #include "virtio/descriptor_chain.h"
 #include "virtio/split_ring.h"
 #include "virtio/virtqueue.h"
-#include "vmm/guest_memory.h"
+#include "vmm/core/guest_memory.h"
 
 using namespace minikvm;
 namespace sr = minikvm::split_ring;

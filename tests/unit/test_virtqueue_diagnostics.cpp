@@ -12,7 +12,7 @@
 #include "ring_driver.h"
 #include "virtio/split_ring.h"
 #include "virtio/virtqueue.h"
-#include "vmm/guest_memory.h"
+#include "vmm/core/guest_memory.h"
 
 using namespace minikvm;
 using Catch::Matchers::Contains;

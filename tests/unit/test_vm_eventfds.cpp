@@ -3,9 +3,9 @@
 
 #include <sys/eventfd.h>
 
-#include "vmm/kvm.h"
-#include "vmm/unique_fd.h"
-#include "vmm/vm.h"
+#include "vmm/core/kvm.h"
+#include "vmm/core/unique_fd.h"
+#include "vmm/core/vm.h"
 
 using namespace minikvm;
 

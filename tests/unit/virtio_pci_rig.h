@@ -14,9 +14,13 @@
 #include <vector>
 
 #include "test_helpers.h"
+#include "virtio/virtio_blk.h"
+#include "virtio/virtio_console.h"
 #include "virtio/virtio_device.h"
+#include "virtio/virtio_net.h"
+#include "virtio/virtio_rng.h"
 #include "virtio/virtio_pci_legacy.h"
-#include "vmm/guest_memory.h"
+#include "vmm/core/guest_memory.h"
 
 namespace virtio_pci_rig {
 
@@ -30,6 +34,20 @@ constexpr uint32_t kPfnOutsideRam = 0x100000;  // 4 GiB, far past 16 MiB of RAM
 constexpr uint8_t kHandshake = V::kStatusAcknowledge | V::kStatusDriver;
 constexpr uint8_t kReady = kHandshake | V::kStatusDriverOk;
 
+// The identity a fake device states: the real devices' kinds, so the
+// transport's PCI identity can be checked against them.
+inline const VirtioDeviceKind& kind_of(VirtioDeviceType type) {
+    static constexpr VirtioDeviceKind kUnknown{.type = VirtioDeviceType{9}, .name = "type 9", .pci_device_id = 0x0009,
+                                               .pci_class = 0, .guest_kconfig = ""};
+    switch (type) {
+        case VirtioDeviceType::Net: return VirtioNet::kKind;
+        case VirtioDeviceType::Block: return VirtioBlk::kKind;
+        case VirtioDeviceType::Console: return VirtioConsole::kKind;
+        case VirtioDeviceType::Entropy: return VirtioRng::kKind;
+    }
+    return kUnknown;
+}
+
 class FakeDevice : public VirtioDevice {
 public:
     explicit FakeDevice(VirtioDeviceType type = VirtioDeviceType::Console, uint32_t config_size = 12,
@@ -38,7 +56,7 @@ public:
         for (size_t i = 0; i < config_.size(); ++i) config_[i] = static_cast<uint8_t>(0xa0 + i);
     }
 
-    VirtioDeviceType device_type() const override { return type_; }
+    const VirtioDeviceKind& kind() const override { return kind_of(type_); }
     uint64_t device_features() const override { return features; }
     unsigned queue_count() const override { return static_cast<unsigned>(sizes_.size()); }
     uint16_t queue_max_size(unsigned index) const override { return sizes_.at(index); }

@@ -1,0 +1,293 @@
+#include "vmm/app/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cctype>
+#include <limits>
+#include <set>
+
+#include "devices/pci_host_bridge.h"
+#include "vmm/app/virtio_registry.h"
+#include "vmm/core/exit_codes.h"
+
+namespace minikvm {
+
+std::optional<uint64_t> parse_memory_size(const std::string& text) {
+    size_t i = 0;
+    uint64_t value = 0;
+    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
+        unsigned digit = static_cast<unsigned>(text[i] - '0');
+        if (value > (std::numeric_limits<uint64_t>::max() - digit) / 10) return std::nullopt;
+        value = value * 10 + digit;
+        ++i;
+    }
+    if (i == 0 || value == 0) return std::nullopt;
+    std::string suffix;
+    for (; i < text.size(); ++i) suffix += static_cast<char>(std::toupper(static_cast<unsigned char>(text[i])));
+    unsigned shift = 0;
+    if (suffix.empty() || suffix == "M" || suffix == "MB" || suffix == "MIB") shift = 20;
+    else if (suffix == "K" || suffix == "KB" || suffix == "KIB") shift = 10;
+    else if (suffix == "G" || suffix == "GB" || suffix == "GIB") shift = 30;
+    else if (suffix == "T" || suffix == "TB" || suffix == "TIB") shift = 40;
+    else return std::nullopt;
+    if (value > (std::numeric_limits<uint64_t>::max() >> shift)) return std::nullopt;
+    return value << shift;
+}
+
+namespace {
+
+// Splits "a=1,b=x,,y" into {"a=1", "b=x,y"}: ",," is a literal comma.
+std::vector<std::string> split_items(const std::string& text) {
+    std::vector<std::string> items(1);
+    for (size_t i = 0; i < text.size(); ++i) {
+        if (text[i] != ',') {
+            items.back() += text[i];
+        } else if (i + 1 < text.size() && text[i + 1] == ',') {
+            items.back() += ',';
+            ++i;
+        } else {
+            items.emplace_back();
+        }
+    }
+    return items;
+}
+
+}  // namespace
+
+std::optional<DiskConfig> parse_disk_option(const std::string& text, std::string& error) {
+    DiskConfig disk;
+    std::set<std::string> seen;
+    bool have_path = false;
+    for (const std::string& item : split_items(text)) {
+        const size_t equals = item.find('=');
+        const std::string key = item.substr(0, equals);
+        const bool has_value = equals != std::string::npos;
+        const std::string value = has_value ? item.substr(equals + 1) : std::string();
+        if (key.empty()) {
+            error = item.empty() ? "empty item (stray comma?)" : fmt::format("'{}' has no key", item);
+            return std::nullopt;
+        }
+        if (!seen.insert(key).second) {
+            error = fmt::format("'{}' given twice", key);
+            return std::nullopt;
+        }
+        if (key == "ro") {
+            if (has_value) {
+                error = "'ro' takes no value";
+                return std::nullopt;
+            }
+            disk.read_only = true;
+            continue;
+        }
+        if (!has_value) {
+            error = fmt::format("'{}' is not KEY=VALUE (keys: path, ro, cache, aio, serial)", item);
+            return std::nullopt;
+        }
+        if (key == "path") {
+            if (value.empty()) {
+                error = "path= is empty";
+                return std::nullopt;
+            }
+            disk.path = value;
+            have_path = true;
+        } else if (key == "cache") {
+            if (value == "none") disk.cache = DiskCache::None;
+            else if (value == "writeback") disk.cache = DiskCache::Writeback;
+            else {
+                error = fmt::format("cache={}: use cache=none or cache=writeback", value);
+                return std::nullopt;
+            }
+        } else if (key == "aio") {
+            if (value == "io_uring") disk.aio = DiskAio::IoUring;
+            else if (value == "threads") disk.aio = DiskAio::Threads;
+            else {
+                error = fmt::format("aio={}: use aio=io_uring or aio=threads", value);
+                return std::nullopt;
+            }
+        } else if (key == "serial") {
+            // VIRTIO_BLK_T_GET_ID returns at most 20 bytes of ASCII (virtio 1.2 5.2.6).
+            if (value.size() > 20) {
+                error = fmt::format("serial={}: at most 20 characters, not {}", value, value.size());
+                return std::nullopt;
+            }
+            for (char c : value)
+                if (c < 0x20 || c > 0x7e) {
+                    error = "serial= must be printable ASCII";
+                    return std::nullopt;
+                }
+            disk.serial = value;
+        } else {
+            error = fmt::format("unknown key '{}' (keys: path, ro, cache, aio, serial)", key);
+            return std::nullopt;
+        }
+    }
+    if (!have_path) {
+        error = "path=FILE is required";
+        return std::nullopt;
+    }
+    return disk;
+}
+
+std::optional<NetConfig> parse_net_option(const std::string& text, std::string& error) {
+    NetConfig net;
+    std::set<std::string> seen;
+    for (const std::string& item : split_items(text)) {
+        const size_t equals = item.find('=');
+        const std::string key = item.substr(0, equals);
+        if (key.empty()) {
+            error = item.empty() ? "empty item (stray comma?)" : fmt::format("'{}' has no key", item);
+            return std::nullopt;
+        }
+        if (equals == std::string::npos) {
+            error = fmt::format("'{}' is not KEY=VALUE (keys: tap, mac)", item);
+            return std::nullopt;
+        }
+        if (!seen.insert(key).second) {
+            error = fmt::format("'{}' given twice", key);
+            return std::nullopt;
+        }
+        const std::string value = item.substr(equals + 1);
+        if (key == "tap") {
+            // What the kernel takes as an interface name (dev_valid_name).
+            constexpr size_t kMaxName = 15;
+            if (value.empty() || value.size() > kMaxName || value == "." || value == "..") {
+                error = fmt::format("tap={}: an interface name is 1 to {} characters", value, kMaxName);
+                return std::nullopt;
+            }
+            for (char c : value)
+                if (c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c)) || c < 0x21 || c > 0x7e) {
+                    error = fmt::format("tap={}: not a valid interface name", value);
+                    return std::nullopt;
+                }
+            net.tap = value;
+        } else if (key == "mac") {
+            std::optional<MacAddress> mac = MacAddress::parse(value);
+            if (!mac) {
+                error = fmt::format("mac={}: not a MAC address (use six hex bytes, e.g. 52:54:00:12:34:56)", value);
+                return std::nullopt;
+            }
+            if (mac->multicast() || mac->zero()) {
+                error = fmt::format("mac={}: {} address cannot be a network card's", value,
+                                    mac->zero() ? "the all-zero" : "a multicast");
+                return std::nullopt;
+            }
+            net.mac = mac;
+        } else {
+            error = fmt::format("unknown key '{}' (keys: tap, mac)", key);
+            return std::nullopt;
+        }
+    }
+    if (net.tap.empty()) {
+        error = "tap=NAME is required";
+        return std::nullopt;
+    }
+    return net;
+}
+
+CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t host_memory) {
+    CLI::App app{"minikvm: boot a Linux kernel in a KVM virtual machine", "minikvm"};
+    app.set_version_flag("--version", "minikvm " MINIKVM_VERSION);
+    app.get_formatter()->column_width(28);
+
+    CommandLine result;
+    MachineConfig& machine = result.machine;
+    std::string memory_text = "256M";
+    std::string initrd;
+    std::string log_level = "warn";
+
+    app.add_option("-k,--kernel", machine.kernel_path, "Linux kernel: bzImage or uncompressed ELF vmlinux")
+        ->required();
+    app.add_option("-i,--initrd", initrd, "initial ramdisk (cpio archive, optionally compressed)");
+    auto* cmdline_option = app.add_option("-a,--cmdline", machine.command_line,
+                                          "kernel command line [default: console=ttyS0, or console=hvc0 with --console virtio]");
+    std::string console = "serial";
+    std::string trace;
+    app.add_option("--trace", trace,
+                   "debug traces on stderr (info lines; raises --log-level to info): virtio (every register access, "
+                   "kick, interrupt and chain of the virtio devices), pci (every configuration access), all; "
+                   "comma-separated");
+    app.add_option("--console", console,
+                   "device wired to the terminal: serial (8250 COM1), virtio (virtio-console, the guest's hvc0; the "
+                   "8250 still prints) or none")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"serial", "virtio", "none"}));
+    app.add_option("-c,--cpus", machine.cpus, "number of vCPUs")->capture_default_str()->check(CLI::Range(1, 254));
+    app.add_option("-m,--memory", memory_text, "guest RAM: 256M, 1G, 512K, or a number of MiB")->capture_default_str();
+    std::vector<std::string> disk_texts;
+    // One value per occurrence, so a stray word after --disk is an error
+    // rather than a second disk.
+    app.add_option("--disk", disk_texts,
+                   "virtio-blk disk, repeatable: path=FILE[,ro][,cache=none|writeback][,aio=io_uring|threads]"
+                   "[,serial=ID]")
+        ->allow_extra_args(false);
+    std::vector<std::string> net_texts;
+    app.add_option("--net", net_texts, "virtio-net card on a host tap, repeatable: tap=NAME[,mac=MAC]")
+        ->allow_extra_args(false);
+    app.add_flag("--rng", machine.rng, "virtio-rng: random bytes from the host (getrandom) for the guest's /dev/hwrng");
+    app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off (logs go to stderr)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+
+    std::vector<std::string> reversed(args.rbegin(), args.rend());
+    try {
+        app.parse(reversed);
+    } catch (const CLI::CallForHelp&) {
+        return {std::nullopt, 0, app.help(), false};
+    } catch (const CLI::CallForVersion& version) {
+        return {std::nullopt, 0, std::string(version.what()) + "\n", false};
+    } catch (const CLI::ParseError& error) {
+        return {std::nullopt, to_int(ExitCode::Usage), fmt::format("minikvm: {} (see --help)\n", error.what()), true};
+    }
+
+    auto usage_error = [](const std::string& text) {
+        return CliOutcome{std::nullopt, to_int(ExitCode::Usage), "minikvm: " + text + "\n", true};
+    };
+    std::optional<uint64_t> memory = parse_memory_size(memory_text);
+    if (!memory) return usage_error(fmt::format("--memory {}: not a size (use e.g. 256M or 1G)", memory_text));
+    if (*memory < kMinimumMemory)
+        return usage_error(fmt::format("--memory {}: at least {} MiB is needed", memory_text, kMinimumMemory >> 20));
+    if (*memory % 4096 != 0) return usage_error(fmt::format("--memory {}: must be a multiple of 4 KiB", memory_text));
+    if (host_memory != 0 && *memory > host_memory)
+        return usage_error(fmt::format("--memory {}: more than this host's {} MiB of RAM", memory_text, host_memory >> 20));
+    machine.memory_bytes = *memory;
+    for (const std::string& text : disk_texts) {
+        std::string error;
+        std::optional<DiskConfig> disk = parse_disk_option(text, error);
+        if (!disk) return usage_error(fmt::format("--disk {}: {}", text, error));
+        machine.disks.push_back(std::move(*disk));
+    }
+    for (const std::string& text : net_texts) {
+        std::string error;
+        std::optional<NetConfig> net = parse_net_option(text, error);
+        if (!net) return usage_error(fmt::format("--net {}: {}", text, error));
+        // Caught here, not later as a tap "busy" or two cards fighting over
+        // one address on the wire.
+        for (const NetConfig& earlier : machine.nets) {
+            if (earlier.tap == net->tap)
+                return usage_error(fmt::format("--net {}: tap '{}' named twice", text, net->tap));
+            if (net->mac && earlier.mac == net->mac)
+                return usage_error(fmt::format("--net {}: mac={} given to two cards", text, net->mac->to_string()));
+        }
+        machine.nets.push_back(std::move(*net));
+    }
+    if (!initrd.empty()) machine.initrd_path = initrd;
+    if (!trace.empty()) {
+        std::optional<TraceFlags> flags = parse_trace_list(trace);
+        if (!flags) return usage_error(fmt::format("--trace {}: use a comma-separated list of {}", trace, kTraceNames));
+        machine.trace = *flags;
+    }
+    machine.console = console == "virtio" ? ConsoleMode::Virtio : console == "none" ? ConsoleMode::None : ConsoleMode::Serial;
+    // Every virtio device is a PCI function with an interrupt line of its own.
+    if (std::string problem = virtio_slot_problem(machine, PciHostBridge::kInterruptGsis.size()); !problem.empty())
+        return usage_error(problem);
+    if (cmdline_option->count() == 0)
+        machine.command_line = machine.console == ConsoleMode::Virtio ? "console=hvc0" : "console=ttyS0";
+    result.log_level = spdlog::level::from_str(log_level);
+    // Traces are info lines: asking for one must not be silenced by the default level.
+    if ((machine.trace.virtio || machine.trace.pci) && result.log_level > spdlog::level::info)
+        result.log_level = spdlog::level::info;
+    return {result, 0, "", false};
+}
+
+}  // namespace minikvm

@@ -1,0 +1,250 @@
+#include "vmm/app/machine.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <system_error>
+
+#include "boot/acpi_tables.h"
+#include "boot/cpuid.h"
+#include "boot/linux_loader.h"
+#include "boot/memory_layout.h"
+#include "boot/mp_table.h"
+#include "boot/x86_boot_state.h"
+#include "vmm/app/terminal.h"
+#include "vmm/backends/console_input.h"
+#include "vmm/core/error.h"
+#include "vmm/core/exit_codes.h"
+
+namespace minikvm {
+
+namespace {
+
+constexpr int kHaltProbeIntervalMs = 100;
+// Two rounds in a row, so a vCPU caught between `cli` and a wake-up never
+// counts as powered off.
+constexpr int kHaltProbeRoundsForPowerOff = 2;
+
+uint32_t cpuid_value(const std::vector<kvm_cpuid_entry2>& entries, uint32_t function, uint32_t kvm_cpuid_entry2::*reg) {
+    for (const auto& entry : entries)
+        if (entry.function == function) return entry.*reg;
+    return 0;
+}
+
+}  // namespace
+
+Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_point process_start)
+    : signal_block_({SIGINT, SIGTERM, SIGHUP, SIGWINCH, SIGUSR1, VcpuRunner::kick_signal()}),
+      config_(config),
+      process_start_(process_start),
+      virtio_devices_(create_virtio_devices(config, event_loop_)),
+      kvm_(Kvm::open()),
+      vm_(Vm::create(kvm_)),
+      memory_(GuestMemory::allocate(config.memory_bytes)),
+      com1_irq_(vm_, Serial8250::kCom1Irq),
+      serial_(com1_irq_,
+              [mode = config.console](uint8_t byte) {
+                  if (mode != ConsoleMode::None) write_to_stdout(std::span<const uint8_t>(&byte, 1));
+              }),
+      i8042_([this] { stop_.request(to_int(ExitCode::GuestReboot), "guest reset through the i8042 controller"); }),
+      acpi_pm_([this] { stop_.request(to_int(ExitCode::GuestPowerOff), "guest powered off (ACPI S5)"); }),
+      debug_exit_([this](uint8_t value) {
+          stop_.request(debug_exit_status(value), fmt::format("guest wrote {:#04x} to the debug-exit port", value));
+      }),
+      pci_(io_bus_, mmio_bus_, [this](uint32_t gsi) { return std::make_unique<KvmIrqLine>(vm_, gsi); }) {
+    int max_cpus = std::min(kvm_.recommended_vcpus(), 254);
+    if (config.cpus < 1 || config.cpus > static_cast<uint32_t>(max_cpus))
+        fail(ExitCode::Usage, "--cpus {}: this host's KVM supports 1 to {} vCPUs", config.cpus, max_cpus);
+
+    vm_.map_memory(memory_);
+    LinuxBootInfo boot =
+        load_linux(memory_, {config.kernel_path, config.initrd_path, config.command_line, layout::kAcpiTables});
+    spdlog::info("loaded {} '{}', entry {:#x}{}", to_string(boot.format), config.kernel_path, boot.entry,
+                 boot.initrd_size ? fmt::format(", initrd {} KiB at {:#x}", boot.initrd_size >> 10, boot.initrd_address)
+                                  : std::string());
+    write_boot_tables(memory_);
+    add_devices();
+    set_up_vcpus(boot.entry);
+}
+
+Machine::~Machine() = default;
+
+void Machine::add_devices() {
+    io_bus_.add(Serial8250::kCom1Port, Serial8250::kRegisterCount, serial_);
+    io_bus_.add(I8042::kBasePort, I8042::kPortCount, i8042_);
+    io_bus_.add(DebugExit::kPort, 1, debug_exit_);
+    io_bus_.add(CmosRtc::kBasePort, CmosRtc::kPortCount, rtc_);
+    io_bus_.add(AcpiPm::kBasePort, AcpiPm::kPortCount, acpi_pm_);
+    pci_.set_trace(config_.trace.pci);
+    io_bus_.add(PciHostBridge::kBasePort, PciHostBridge::kPortCount, pci_);
+    // POST code, DMA page registers and the delay port Linux's io_delay uses.
+    io_bus_.add(0x80, 0x10, quiet_ports_);
+    io_bus_.add(0xed, 1, quiet_ports_);
+    add_virtio_devices();
+}
+
+void Machine::add_virtio_devices() {
+    for (NamedVirtioDevice& named : virtio_devices_) {
+        VirtioSlot& slot = virtio_slots_.emplace_back();
+        slot.name = std::move(named.name);
+        slot.device = std::move(named.device);
+        slot.transport =
+            std::make_unique<VirtioPciLegacy>(*slot.device, memory_, slot.name, &notify_eventfds_, &event_loop_);
+        slot.transport->set_trace(config_.trace.virtio);
+        PciBdf address = pci_.register_device(*slot.transport);
+        spdlog::debug("{} at PCI 00:{:02x}.0", slot.name, address.device);
+        if (auto* console = dynamic_cast<VirtioConsole*>(slot.device.get())) virtio_console_ = console;
+    }
+    virtio_devices_.clear();  // all moved into their slots
+}
+
+void Machine::dump_device_state(bool terminal_raw) const {
+    std::string report = fmt::format("minikvm: state dump (SIGUSR1): {} virtio device(s)\n", virtio_slots_.size());
+    for (const VirtioSlot& slot : virtio_slots_) report += slot.transport->state_report();
+    // In raw mode a bare "\n" would not return the cursor.
+    if (terminal_raw) {
+        std::string converted;
+        for (char c : report) {
+            if (c == '\n') converted += '\r';
+            converted += c;
+        }
+        report = std::move(converted);
+    }
+    [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, report.data(), report.size());
+}
+
+void Machine::warn_about_idle_devices() const {
+    for (const VirtioSlot& slot : virtio_slots_)
+        if (auto warning = slot.transport->never_driver_ok_warning()) spdlog::warn("{}", *warning);
+}
+
+void Machine::log_device_summaries() const {
+    for (const VirtioSlot& slot : virtio_slots_)
+        if (std::string summary = slot.device->exit_summary(); !summary.empty())
+            spdlog::info("{} {}", slot.name, summary);
+}
+
+ConsoleInputSink* Machine::console_input_sink() {
+    switch (config_.console) {
+        case ConsoleMode::Serial: return &serial_;
+        case ConsoleMode::Virtio: return virtio_console_;
+        case ConsoleMode::None: return nullptr;
+    }
+    return nullptr;
+}
+
+void Machine::terminal_resized() {
+    if (!virtio_console_) return;
+    if (auto size = stdout_terminal_size()) virtio_console_->set_size(*size);
+}
+
+void Machine::set_up_vcpus(uint64_t entry) {
+    std::vector<kvm_cpuid_entry2> supported = kvm_.supported_cpuid();
+    std::vector<uint32_t> msrs = kvm_.msr_index_list();
+
+    MpTableConfig mp;
+    mp.cpu_count = config_.cpus;
+    mp.cpu_signature = cpuid_value(supported, 1, &kvm_cpuid_entry2::eax);
+    mp.cpu_features = cpuid_value(supported, 1, &kvm_cpuid_entry2::edx);
+    mp.pci_routes = pci_.interrupt_routes();
+    memory_.write(layout::kMpTable, build_mp_table(layout::kMpTable, mp));
+    AcpiConfig acpi;
+    acpi.cpu_count = config_.cpus;
+    acpi.ioapic_id = static_cast<uint8_t>(config_.cpus);  // as in the MP table: after the CPUs
+    acpi.pm1a_event_port = AcpiPm::kEventBlock;
+    acpi.pm1a_event_length = AcpiPm::kEventBlockLength;
+    acpi.pm1a_control_port = AcpiPm::kControlBlock;
+    acpi.pm1a_control_length = AcpiPm::kControlBlockLength;
+    acpi.s5_sleep_type = AcpiPm::kS5SleepType;
+    acpi.pci_memory_window_start = PciHostBridge::kMemoryWindowStart;
+    acpi.pci_memory_window_end = PciHostBridge::kMemoryWindowEnd;
+    acpi.pci_routes = pci_.interrupt_routes();
+    memory_.write(layout::kAcpiTables, build_acpi_tables(layout::kAcpiTables, acpi));
+
+    uint32_t tsc_khz = 0;  // every vCPU of a VM runs its TSC at the same rate
+    for (uint32_t i = 0; i < config_.cpus; ++i) {
+        auto vcpu = std::make_unique<Vcpu>(Vcpu::create(kvm_, vm_, i));
+        if (i == 0) {
+            tsc_khz = vcpu->tsc_khz();
+            if (tsc_khz) spdlog::info("guest TSC: {} kHz, told to the guest in CPUID leaf {:#x}", tsc_khz, kCpuidHypervisorTiming);
+            else spdlog::warn("KVM_GET_TSC_KHZ gave no TSC frequency: the guest must calibrate its TSC itself");
+        }
+        vcpu->set_cpuid(make_vcpu_cpuid(supported, i, config_.cpus, tsc_khz));
+        set_firmware_defaults(*vcpu, msrs);
+        // Only the boot CPU starts at the kernel; the others wait for the
+        // INIT/SIPI the kernel sends through the in-kernel LAPIC.
+        if (i == 0) set_boot_registers(*vcpu, entry);
+        vcpus_.push_back(std::move(vcpu));
+    }
+}
+
+int Machine::run() {
+    // Stop signals, SIGWINCH and SIGUSR1 (state dump) are read from a signalfd here; every thread
+    // inherits the block (signal_block_), and vCPU threads unblock only the
+    // kick signal.
+    ::signal(SIGPIPE, SIG_IGN);
+    VcpuRunner::install_kick_handler();
+    sigset_t stop_signals = signal_block_.blocked();
+    sigdelset(&stop_signals, VcpuRunner::kick_signal());
+    UniqueFd signals(::signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (!signals) throw std::system_error(errno, std::generic_category(), "signalfd");
+
+    ConsoleInputSink* sink = console_input_sink();
+    std::optional<RawTerminal> terminal;
+    if (sink != nullptr) terminal.emplace(STDIN_FILENO);
+    {
+        std::optional<ConsoleInput> input;
+        if (sink != nullptr) input.emplace(STDIN_FILENO, *sink, stop_, terminal->active());
+        for (auto& vcpu : vcpus_) runners_.push_back(std::make_unique<VcpuRunner>(*vcpu, io_bus_, mmio_bus_, stop_, process_start_));
+        for (auto& runner : runners_) runner->start();
+
+        while (!stop_.requested()) {
+            pollfd fds[2] = {{signals.get(), POLLIN, 0}, {stop_.event_fd(), POLLIN, 0}};
+            int ready = ::poll(fds, 2, kHaltProbeIntervalMs);
+            if (ready < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "poll");
+            if (ready > 0 && (fds[0].revents & POLLIN)) {
+                signalfd_siginfo info{};
+                if (::read(signals.get(), &info, sizeof(info)) != sizeof(info)) continue;
+                if (info.ssi_signo == SIGWINCH) terminal_resized();
+                else if (info.ssi_signo == SIGUSR1) dump_device_state(terminal && terminal->active());
+                else stop_.request(to_int(ExitCode::Stopped), fmt::format("stopped by signal {}", strsignal(info.ssi_signo)));
+            }
+            if (ready == 0) probe_for_halt();
+        }
+        for (auto& runner : runners_) runner->request_stop();
+        for (auto& runner : runners_) runner->join();
+    }  // the input thread stops here, before the terminal is restored
+    warn_about_idle_devices();
+    log_device_summaries();
+    int status = stop_.exit_status();
+    auto level = status == to_int(ExitCode::GuestPowerOff) ? spdlog::level::info
+                 : status == to_int(ExitCode::GuestCrash)  ? spdlog::level::err
+                                                            : spdlog::level::warn;
+    spdlog::log(level, "{} (exit status {})", stop_.reason(), status);
+    return status;
+}
+
+void Machine::probe_for_halt() {
+    // Judge the round that was requested one interval ago, then start the next.
+    bool all_stopped = true;
+    for (auto& runner : runners_) {
+        VcpuRunner::ProbeResult result = runner->probe_result();
+        if (result != VcpuRunner::ProbeResult::HaltedForGood && result != VcpuRunner::ProbeResult::NotStarted)
+            all_stopped = false;
+    }
+    bool boot_cpu_halted = runners_.front()->probe_result() == VcpuRunner::ProbeResult::HaltedForGood;
+    halted_probe_rounds_ = (all_stopped && boot_cpu_halted) ? halted_probe_rounds_ + 1 : 0;
+    if (halted_probe_rounds_ >= kHaltProbeRoundsForPowerOff) {
+        stop_.request(to_int(ExitCode::GuestPowerOff), "guest halted every vCPU with interrupts off (power-off)");
+        return;
+    }
+    for (auto& runner : runners_) runner->request_probe();
+}
+
+}  // namespace minikvm

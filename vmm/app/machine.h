@@ -1,0 +1,107 @@
+#pragma once
+// One virtual machine: KVM objects, guest RAM, the PC devices, the loaded
+// Linux kernel and the vCPU threads. Construction does every check that can
+// fail because of user input, so errors surface before any vCPU runs.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "devices/acpi_pm.h"
+#include "devices/cmos_rtc.h"
+#include "devices/debug_exit.h"
+#include "devices/i8042.h"
+#include "devices/irq_line.h"
+#include "devices/pci_host_bridge.h"
+#include "devices/quiet_ports.h"
+#include "devices/serial_8250.h"
+#include "virtio/notify_eventfds.h"
+#include "virtio/virtio_console.h"
+#include "virtio/virtio_pci_legacy.h"
+#include "vmm/app/machine_config.h"
+#include "vmm/app/virtio_registry.h"
+#include "vmm/core/bus.h"
+#include "vmm/core/event_loop.h"
+#include "vmm/core/guest_memory.h"
+#include "vmm/core/kvm.h"
+#include "vmm/core/signal_block.h"
+#include "vmm/core/stop_request.h"
+#include "vmm/core/vcpu.h"
+#include "vmm/core/vcpu_runner.h"
+#include "vmm/core/vm.h"
+
+namespace minikvm {
+
+// One virtio device on the PCI bus. The transport is destroyed first
+// (member order): it resets the device, which then finishes its I/O.
+struct VirtioSlot {
+    std::string name;
+    std::unique_ptr<VirtioDevice> device;
+    std::unique_ptr<VirtioPciLegacy> transport;
+};
+
+class Machine {
+public:
+    Machine(const MachineConfig& config, std::chrono::steady_clock::time_point process_start);
+    ~Machine();
+
+    // Runs until the guest or the user ends the VM; returns the exit status.
+    int run();
+
+private:
+    void add_devices();
+    void add_virtio_devices();
+    // At exit: each device's summary (a network card's counters), at info level.
+    void log_device_summaries() const;
+    // Where the guest's console input goes, if anywhere.
+    ConsoleInputSink* console_input_sink();
+    void terminal_resized();
+    // SIGUSR1: every virtio device's state, on stderr.
+    void dump_device_state(bool terminal_raw) const;
+    // At exit: a warning for each virtio device the guest never initialised.
+    void warn_about_idle_devices() const;
+    void set_up_vcpus(uint64_t entry);
+    void probe_for_halt();
+
+    // First, so that every thread the machine starts inherits the block.
+    SignalBlock signal_block_;
+    MachineConfig config_;
+    std::chrono::steady_clock::time_point process_start_;
+    // Serves queue kicks (ioeventfds) and device backends; before the
+    // devices, which unregister from it when they go.
+    EventLoop event_loop_;
+    // Built first, from the registry: a bad --disk or --net is reported
+    // (exit 6) before anything else is set up. Moved into virtio_slots_.
+    std::vector<NamedVirtioDevice> virtio_devices_;
+    Kvm kvm_;
+    Vm vm_;
+    GuestMemory memory_;
+    StopRequest stop_;
+    IoBus io_bus_{"io"};
+    MmioBus mmio_bus_{"mmio"};
+
+    KvmIrqLine com1_irq_;
+    Serial8250 serial_;
+    I8042 i8042_;
+    AcpiPm acpi_pm_;
+    DebugExit debug_exit_;
+    CmosRtc rtc_;
+    QuietPorts quiet_ports_;
+    // After the buses it maps BARs on; the bridge's destructor does not
+    // touch its devices.
+    PciHostBridge pci_;
+    KvmNotifyEventfds notify_eventfds_{vm_};
+
+    // Last of the devices: each transport resets its device (lowering INTx
+    // on the bridge, removing its ioeventfds) while all that still exists.
+    std::vector<VirtioSlot> virtio_slots_;
+    VirtioConsole* virtio_console_ = nullptr;  // in virtio_slots_ with --console virtio
+
+    std::vector<std::unique_ptr<Vcpu>> vcpus_;
+    std::vector<std::unique_ptr<VcpuRunner>> runners_;
+    int halted_probe_rounds_ = 0;
+};
+
+}  // namespace minikvm

@@ -1,0 +1,35 @@
+#pragma once
+// What the user asked for: the product of the command line, the input of
+// Machine and of the virtio device registry.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vmm/backends/block/disk_config.h"
+#include "vmm/backends/net/net_config.h"
+#include "vmm/core/trace_flags.h"
+
+namespace minikvm {
+
+// Which device the host terminal (stdin/stdout) is wired to. The 8250 is
+// always there; with `Virtio` it still prints (early boot messages) but input
+// goes to virtio-console; with `None` the guest's output is discarded and it
+// gets no input.
+enum class ConsoleMode { Serial, Virtio, None };
+
+struct MachineConfig {
+    std::string kernel_path;
+    std::optional<std::string> initrd_path;
+    std::string command_line;
+    uint32_t cpus = 1;
+    uint64_t memory_bytes = 256ULL << 20;
+    ConsoleMode console = ConsoleMode::Serial;
+    TraceFlags trace;
+    std::vector<DiskConfig> disks;  // virtio-blk0, virtio-blk1... in this order
+    std::vector<NetConfig> nets;    // virtio-net0, virtio-net1... in this order, after the disks
+    bool rng = false;               // virtio-rng0, after the network cards
+};
+
+}  // namespace minikvm

@@ -1,0 +1,66 @@
+// minikvm entry point: parse the command line, build the VM, run it, and turn
+// the outcome into the documented exit status (README "Exit codes").
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "vmm/app/cli.h"
+#include "vmm/core/error.h"
+#include "vmm/core/exit_codes.h"
+#include "vmm/app/machine.h"
+
+namespace {
+
+void set_up_logging(spdlog::level::level_enum level) {
+    auto logger = spdlog::stderr_logger_mt("minikvm");
+    // With the terminal in raw mode a bare "\n" would not return the cursor.
+    const char* eol = ::isatty(STDIN_FILENO) && ::isatty(STDERR_FILENO) ? "\r\n" : "\n";
+    logger->set_formatter(std::make_unique<spdlog::pattern_formatter>("minikvm: [%l] %v", spdlog::pattern_time_type::local, eol));
+    logger->set_level(level);
+    spdlog::set_default_logger(logger);
+}
+
+uint64_t host_memory_bytes() {
+    long pages = ::sysconf(_SC_PHYS_PAGES);
+    long page_size = ::sysconf(_SC_PAGESIZE);
+    return pages > 0 && page_size > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size) : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const auto process_start = std::chrono::steady_clock::now();
+    std::vector<std::string> args(argv + 1, argv + argc);
+    minikvm::CliOutcome outcome = minikvm::parse_command_line(args, host_memory_bytes());
+    if (!outcome.command_line) {
+        std::fputs(outcome.message.c_str(), outcome.message_is_error ? stderr : stdout);
+        return outcome.exit_code;
+    }
+    set_up_logging(outcome.command_line->log_level);
+
+    try {
+        minikvm::Machine machine(outcome.command_line->machine, process_start);
+        int status = machine.run();
+        rusage usage{};
+        ::getrusage(RUSAGE_SELF, &usage);
+        spdlog::info("peak RSS {} KiB", usage.ru_maxrss);  // guest RAM counts only where touched
+        return status;
+    } catch (const minikvm::VmmError& error) {
+        std::fprintf(stderr, "minikvm: %s\n", error.what());
+        return minikvm::to_int(error.code());
+    } catch (const std::exception& error) {
+        std::fprintf(stderr, "minikvm: host error: %s\n", error.what());
+        return minikvm::to_int(minikvm::ExitCode::HostError);
+    }
+}

@@ -1,0 +1,111 @@
+#include "vmm/app/virtio_registry.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <array>
+
+#include "virtio/virtio_blk.h"
+#include "virtio/virtio_console.h"
+#include "virtio/virtio_net.h"
+#include "virtio/virtio_rng.h"
+#include "vmm/app/terminal.h"
+#include "vmm/backends/block/disk_image.h"
+#include "vmm/backends/net/tap_device.h"
+
+namespace minikvm {
+
+namespace {
+
+std::unique_ptr<VirtioDevice> create_console(const MachineConfig&, size_t, const std::string& name, EventSources&) {
+    return std::make_unique<VirtioConsole>(name, write_to_stdout, stdout_terminal_size());
+}
+
+std::unique_ptr<VirtioDevice> create_blk(const MachineConfig& config, size_t index, const std::string& name,
+                                         EventSources& events) {
+    const DiskConfig& disk = config.disks[index];
+    return std::make_unique<VirtioBlk>(name, DiskImage::open(disk), disk, events);
+}
+
+std::unique_ptr<VirtioDevice> create_net(const MachineConfig& config, size_t index, const std::string& name,
+                                         EventSources& events) {
+    const NetConfig& net = config.nets[index];
+    auto tap = std::make_unique<TapDevice>(TapDevice::open(net.tap));
+    // Chosen once: the guest sees the same address across its reboots.
+    const MacAddress mac = net.mac.value_or(MacAddress::random_local());
+    spdlog::info("{}: tap {} ({}), mac {}", name, tap->name(), tap->created() ? "created" : "attached",
+                 mac.to_string());
+    return std::make_unique<VirtioNet>(name, std::move(tap), mac, events);
+}
+
+std::unique_ptr<VirtioDevice> create_rng(const MachineConfig&, size_t, const std::string& name, EventSources&) {
+    return std::make_unique<VirtioRng>(name);
+}
+
+// In PCI slot order.
+constexpr std::array kRegistry{
+    VirtioDeviceEntry{"virtio-console", "--console virtio", "",
+                      [](const MachineConfig& c) -> size_t { return c.console == ConsoleMode::Virtio ? 1 : 0; },
+                      create_console},
+    VirtioDeviceEntry{"virtio-blk", "--disk", "disks", [](const MachineConfig& c) { return c.disks.size(); },
+                      create_blk},
+    VirtioDeviceEntry{"virtio-net", "--net", "cards", [](const MachineConfig& c) { return c.nets.size(); },
+                      create_net},
+    VirtioDeviceEntry{"virtio-rng", "--rng", "", [](const MachineConfig& c) -> size_t { return c.rng ? 1 : 0; },
+                      create_rng},
+};
+
+std::string join_and(const std::vector<std::string_view>& words) {
+    std::string out;
+    for (size_t i = 0; i < words.size(); ++i) {
+        if (i > 0) out += i + 1 == words.size() ? " and " : ", ";
+        out += words[i];
+    }
+    return out;
+}
+
+}  // namespace
+
+std::span<const VirtioDeviceEntry> virtio_device_registry() { return kRegistry; }
+
+std::vector<NamedVirtioDevice> create_virtio_devices(const MachineConfig& config, EventSources& events) {
+    std::vector<NamedVirtioDevice> devices;
+    for (const VirtioDeviceEntry& entry : kRegistry) {
+        const size_t count = entry.count(config);
+        for (size_t i = 0; i < count; ++i) {
+            std::string name = fmt::format("{}{}", entry.prefix, i);
+            auto device = entry.create(config, i, name, events);
+            devices.push_back({std::move(name), std::move(device)});
+        }
+    }
+    return devices;
+}
+
+std::string virtio_slot_problem(const MachineConfig& config, size_t slots) {
+    size_t total = 0;
+    size_t repeated_total = 0;
+    std::vector<std::string_view> repeated;
+    std::string_view plural;
+    std::vector<std::string_view> single;
+    for (const VirtioDeviceEntry& entry : kRegistry) {
+        const size_t count = entry.count(config);
+        if (count == 0) continue;
+        total += count;
+        if (entry.plural.empty()) {
+            single.push_back(entry.option);
+        } else {
+            repeated.push_back(entry.option);
+            repeated_total += count;
+            plural = entry.plural;
+        }
+    }
+    if (total <= slots) return {};
+    const size_t fit = slots > single.size() ? slots - single.size() : 0;
+    const std::string next_to = single.empty() ? "" : " next to " + join_and(single);
+    if (repeated.size() == 1)
+        return fmt::format("{} given {} times: at most {} {} fit{}", repeated[0], repeated_total, fit, plural, next_to);
+    return fmt::format("{} given {} times together: at most {} devices fit{}", join_and(repeated), repeated_total, fit,
+                       next_to);
+}
+
+}  // namespace minikvm

@@ -1,0 +1,64 @@
+#pragma once
+// Runs one vCPU on its own thread: KVM_RUN, then dispatch the exit (port
+// I/O and MMIO to the buses; shutdown, system events and KVM errors end the
+// VM with the matching exit status), until the VM is asked to stop.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <thread>
+
+#include "vmm/core/bus.h"
+#include "vmm/core/stop_request.h"
+#include "vmm/core/vcpu.h"
+
+namespace minikvm {
+
+class VcpuRunner {
+public:
+    // What the last halt probe found. A vCPU halted with interrupts disabled
+    // can never run again (only an NMI could wake it): Linux without ACPI
+    // powers off exactly that way.
+    enum class ProbeResult : uint8_t { Pending, Running, NotStarted, HaltedForGood };
+
+    // `process_start` is when main() began: vCPU 0 logs the time to its first KVM_RUN.
+    VcpuRunner(Vcpu& vcpu, IoBus& io_bus, MmioBus& mmio_bus, StopRequest& stop,
+               std::chrono::steady_clock::time_point process_start);
+    ~VcpuRunner();
+    VcpuRunner(const VcpuRunner&) = delete;
+    VcpuRunner& operator=(const VcpuRunner&) = delete;
+
+    // Installs the (empty) handler of the signal used to kick vCPUs out of
+    // KVM_RUN. Call once before starting any runner.
+    static void install_kick_handler();
+    // SIGRTMIN: a real-time signal, so SIGUSR1 and SIGUSR2 stay free for
+    // the user. Only vCPU threads unblock it.
+    static int kick_signal();
+
+    void start();
+    void request_stop();
+    void join();
+
+    void request_probe();
+    ProbeResult probe_result() const { return probe_result_.load(std::memory_order_acquire); }
+
+private:
+    void thread_main();
+    void loop();
+    // Returns false when the VM must stop.
+    bool handle_exit();
+    void kick();
+    void run_probe();
+
+    Vcpu& vcpu_;
+    IoBus& io_bus_;
+    MmioBus& mmio_bus_;
+    StopRequest& stop_;
+    std::thread thread_;
+    std::atomic<bool> stop_requested_{false};
+    std::atomic<bool> probe_requested_{false};
+    std::atomic<ProbeResult> probe_result_{ProbeResult::Pending};
+    std::chrono::steady_clock::time_point process_start_;
+};
+
+}  // namespace minikvm

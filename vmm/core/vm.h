@@ -1,0 +1,47 @@
+#pragma once
+// The VM file descriptor: memory slots, the in-kernel irqchip and PIT, and
+// interrupt lines.
+
+#include <cstdint>
+
+#include "vmm/core/guest_memory.h"
+#include "vmm/core/kvm.h"
+#include "vmm/core/unique_fd.h"
+
+namespace minikvm {
+
+class Vm {
+public:
+    // Addresses KVM needs for its real-mode TSS (3 pages) and EPT identity
+    // map (1 page), just below the BIOS area at the top of 4 GiB, inside the
+    // MMIO hole so they never overlap RAM.
+    static constexpr uint64_t kTssAddress = 0xfffb'd000;
+    static constexpr uint64_t kIdentityMapAddress = 0xfffb'c000;
+
+    // Creates the VM with its irqchip (IOAPIC+PIC+LAPICs) and PIT.
+    static Vm create(const Kvm& kvm);
+
+    int fd() const { return fd_.get(); }
+    // Registers every region of `memory` as a KVM memory slot.
+    void map_memory(const GuestMemory& memory);
+    // Drives interrupt line `gsi` of the in-kernel irqchip to `level`.
+    void set_irq_line(uint32_t gsi, bool level) const;
+
+    // An eventfd KVM signals when the guest writes `length` bytes equal to
+    // `datamatch` to I/O port `port`. The write completes inside the kernel:
+    // a virtqueue kick never returns to the vCPU thread's exit loop.
+    UniqueFd add_io_eventfd(uint16_t port, uint32_t length, uint64_t datamatch) const;
+    void remove_io_eventfd(int fd, uint16_t port, uint32_t length, uint64_t datamatch) const;
+
+    // Level-triggered interrupt through eventfds: a write to `trigger` asserts
+    // `gsi`; on the guest's EOI, KVM de-asserts it and signals `resample`, so
+    // the device can assert again if its condition still holds.
+    void add_level_irqfd(int trigger, int resample, uint32_t gsi) const;
+    void remove_irqfd(int trigger, uint32_t gsi) const;
+
+private:
+    explicit Vm(UniqueFd fd) : fd_(std::move(fd)) {}
+    UniqueFd fd_;
+};
+
+}  // namespace minikvm
