@@ -44,6 +44,7 @@ inline const VirtioDeviceKind& kind_of(VirtioDeviceType type) {
         case VirtioDeviceType::Block: return VirtioBlk::kKind;
         case VirtioDeviceType::Console: return VirtioConsole::kKind;
         case VirtioDeviceType::Entropy: return VirtioRng::kKind;
+        default: break;
     }
     return kUnknown;
 }
