@@ -164,9 +164,18 @@ struct Rig {
         if (activate_now) activate();
     }
     ~Rig() {
-        if (net) net->reset();
+        if (net) reset();
     }
-    void activate() { net->activate(features, queues, signals); }
+    // The test stands in for the transport, which holds the device's lock
+    // around every call (tap readiness takes it on the event loop).
+    void activate() {
+        std::lock_guard lock(net->device_lock());
+        net->activate(features, queues, signals);
+    }
+    void reset() {
+        std::lock_guard lock(net->device_lock());
+        net->reset();
+    }
     size_t header() const { return (features & kMrg) != 0 ? 12 : 10; }
 
     uint64_t allocate(uint64_t size) {
@@ -241,8 +250,14 @@ struct Rig {
         while (host_receive()) {
         }
     }
-    void kick_rx() { net->queue_notified(VirtioNet::kReceiveQueue); }
-    void kick_tx() { net->queue_notified(VirtioNet::kTransmitQueue); }
+    void kick_rx() {
+        std::lock_guard lock(net->device_lock());
+        net->queue_notified(VirtioNet::kReceiveQueue);
+    }
+    void kick_tx() {
+        std::lock_guard lock(net->device_lock());
+        net->queue_notified(VirtioNet::kTransmitQueue);
+    }
 
     // The host side of the tap.
     void host_send(const Bytes& frame) {

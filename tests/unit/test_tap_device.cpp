@@ -125,7 +125,7 @@ TEST_CASE("tap: frames cross a real tap both ways, in a private network namespac
         CHECK(counters.tx_packets == 1);
         CHECK(counters.tx_dropped == 0);
         CHECK(counters.rx_dropped == 0);
-        rig.net->reset();
+        rig.reset();
     } catch (...) {
         failure = std::current_exception();
     } });

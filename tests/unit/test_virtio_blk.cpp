@@ -88,10 +88,17 @@ struct Rig {
         queues.emplace_back(memory, "requestq");
         queues[0].set_features(features);
         REQUIRE(queues[0].configure(kPfn, VirtioBlk::kQueueSize));
+        // The test stands in for the transport, which holds the device's
+        // lock around every call (completions take it on the event loop).
+        std::lock_guard lock(blk->device_lock());
         blk->activate(features, queues, signals);
     }
     ~Rig() {
-        if (blk) blk->reset();
+        if (blk) reset();
+    }
+    void reset() {
+        std::lock_guard lock(blk->device_lock());
+        blk->reset();
     }
 
     // Guest memory for a buffer; `misalign` shifts it off 512-byte alignment.
@@ -128,7 +135,10 @@ struct Rig {
         driver.offer(head);
         return head;
     }
-    void kick() { blk->queue_notified(VirtioBlk::kRequestQueue); }
+    void kick() {
+        std::lock_guard lock(blk->device_lock());
+        blk->queue_notified(VirtioBlk::kRequestQueue);
+    }
     void run() {
         kick();
         blk->wait_idle();
@@ -461,7 +471,7 @@ TEST_CASE("virtio-blk: reset waits for I/O in flight; nothing reaches the guest 
     std::vector<Rig::Done> reads;
     for (uint32_t i = 0; i < 64; ++i) reads.push_back(rig.read(i * 16, 8192));
     rig.kick();
-    rig.blk->reset();
+    rig.reset();
     const uint16_t used = rig.driver.used_index();
     std::vector<std::vector<uint8_t>> after;
     for (const Rig::Done& read : reads) after.push_back(rig.guest(read.data, 8192));
@@ -470,7 +480,7 @@ TEST_CASE("virtio-blk: reset waits for I/O in flight; nothing reaches the guest 
     for (size_t i = 0; i < reads.size(); ++i) CHECK(rig.guest(reads[i].data, 8192) == after[i]);
     // Kicks after reset are ignored; a second reset is harmless.
     rig.kick();
-    rig.blk->reset();
+    rig.reset();
     CHECK(rig.driver.used_index() == used);
 }
 
@@ -491,11 +501,17 @@ TEST_CASE("virtio-blk: requests made available before DRIVER_OK are served at ac
     driver.descriptor(1, kDataStart + 4096, 513, kWrite);
     driver.offer(0);
     RecordingSignals signals;
-    blk.activate(0, queues, signals);
+    {
+        std::lock_guard lock(blk.device_lock());  // as the transport would
+        blk.activate(0, queues, signals);
+    }
     blk.wait_idle();
     CHECK(driver.used_element(0) == std::pair<uint32_t, uint32_t>{0, 513});
     CHECK(test_helpers::get_le(memory, kDataStart + 4096 + 512, 1) == blk::kStatusOk);
-    blk.reset();
+    {
+        std::lock_guard lock(blk.device_lock());
+        blk.reset();
+    }
 }
 
 TEST_CASE("virtio-blk: ring-rule violations stop the device through the transport", "[virtio-blk]") {

@@ -104,7 +104,7 @@ TEST_CASE("virtio-net: the tap's header size and offloads follow what the driver
         CHECK(rig.net->header_size() == static_cast<size_t>(c.header));
         CHECK(rig.net->tap_offloads() == c.offloads);
         // Reset turns offloads off at once: the next driver may accept less.
-        rig.net->reset();
+        rig.reset();
         if (c.offloads != 0) CHECK(rig.record.offloads.back() == 0);
         CHECK(rig.net->tap_offloads() == 0);
     }
@@ -474,7 +474,7 @@ TEST_CASE("virtio-net: reset forgets held buffers and a half-delivered frame", "
     rig.host_send(concat(Bytes(12, 0), pattern(500, 1)));
     rig.watcher.pump();
     CHECK(rig.rx.used_index() == 0);
-    rig.net->reset();
+    rig.reset();
     CHECK(rig.net->counters().rx_dropped == 1);
     CHECK(rig.watcher.interest == 0);
     rig.post_rx({1600});
@@ -533,7 +533,7 @@ TEST_CASE("virtio-net: on a real event loop, frames arrive as the guest posts bu
     REQUIRE(wait_until([&] { return rig.rx.used_index() == 4; }));
     CHECK(rig.net->counters().rx_packets == 4);
     CHECK(rig.net->counters().rx_dropped == 0);
-    rig.net->reset();
+    rig.reset();
 }
 
 // --- guest and tap misbehaviour ---------------------------------------------------
@@ -726,7 +726,7 @@ TEST_CASE("virtio-net: reset brings back the configured MAC", "[net]") {
     const std::array<uint8_t, 6> written{0x02, 0, 0, 0, 0, 0x99};
     rig.net->write_config(VirtioNet::kConfigMac, written);
     REQUIRE(rig.net->mac().to_string() == "02:00:00:00:00:99");
-    rig.net->reset();
+    rig.reset();
     CHECK(rig.net->mac().to_string() == "52:54:00:12:34:56");
     std::array<uint8_t, 6> config{};
     rig.net->read_config(VirtioNet::kConfigMac, config);
