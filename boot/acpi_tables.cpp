@@ -119,6 +119,15 @@ aml::Bytes pci_routing_table(const std::vector<PciInterruptRoute>& routes) {
     return aml::package(entries);
 }
 
+// Scope (\_SB) { Device (PEVT) { ... } }: the pvpanic port, as QEMU names
+// it; Linux's pvpanic-mmio driver binds to _HID "QEMU0001".
+aml::Bytes pvpanic_device(uint16_t port) {
+    aml::Bytes body;
+    aml::append(body, aml::name("_HID", aml::string("QEMU0001")));
+    aml::append(body, aml::name("_CRS", aml::buffer(acpi_resource::resource_template({acpi_resource::io_ports(port, 1)}))));
+    return aml::scope("\\_SB", aml::device("PEVT", body));
+}
+
 // Scope (\_SB) { Device (PCI0) { ... } }: PCI bus 0 behind a root bridge.
 aml::Bytes pci_root_bridge(const AcpiConfig& config) {
     aml::Bytes body;
@@ -143,6 +152,7 @@ std::vector<uint8_t> build_acpi_tables(uint64_t address, const AcpiConfig& confi
     // DSDT: \_S5, then the PCI root bridge.
     aml::Bytes definitions = s5_object(config);
     aml::append(definitions, pci_root_bridge(config));
+    if (config.pvpanic_port != 0) aml::append(definitions, pvpanic_device(config.pvpanic_port));
     const size_t dsdt = begin_table(blob, "DSDT", 2);
     blob.put(blob.append(definitions.size()), definitions.data(), definitions.size());
     end_table(blob, dsdt);

@@ -40,6 +40,9 @@ struct AcpiConfig {
     uint32_t pci_memory_window_start = 0xc000'0000;
     uint32_t pci_memory_window_end = 0xe000'0000;
     std::vector<PciInterruptRoute> pci_routes;  // one _PRT entry each
+    // pvpanic's I/O port (devices/pvpanic.h), described as \_SB.PEVT with
+    // _HID "QEMU0001"; 0: no pvpanic device.
+    uint16_t pvpanic_port = 0;
 };
 
 // All tables as one blob for guest address `address`; the RSDP comes first.

@@ -132,6 +132,16 @@ Bytes integer(uint64_t value) {
     return out;
 }
 
+Bytes string(std::string_view text) {
+    Bytes out{0x0d};  // StringPrefix
+    for (char c : text) {
+        if (c <= 0 || static_cast<unsigned char>(c) > 0x7f) throw std::invalid_argument("AML: strings are ASCII without NUL");
+        out.push_back(static_cast<uint8_t>(c));
+    }
+    out.push_back(0);
+    return out;
+}
+
 Bytes eisa_id(std::string_view id) {
     if (id.size() != 7) throw std::invalid_argument("AML: EISA ID must be like PNP0A03");
     uint16_t vendor = 0;

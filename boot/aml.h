@@ -40,6 +40,10 @@ Bytes integer(uint64_t value);
 // compiles to.
 Bytes eisa_id(std::string_view id);
 
+// A string constant: StringPrefix, the ASCII bytes, NUL. Throws
+// std::invalid_argument for a NUL or a byte outside 0x01-0x7f.
+Bytes string(std::string_view text);
+
 // Name (name, value): binds `value`, a data term, to a name.
 Bytes name(std::string_view name, const Bytes& value);
 

@@ -25,6 +25,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 REQUIRED_MODULES=(virtio virtio_ring virtio_pci virtio_blk virtio_net virtio_console virtio_rng)
 # Split out of virtio_pci only in some kernel versions.
 OPTIONAL_MODULES=(virtio_pci_legacy_dev virtio_pci_modern_dev)
+# pvpanic (ISA/ACPI variant): how the kernel tells minikvm it panicked.
+REQUIRED_MODULES+=(pvpanic_mmio)
 
 refresh=0
 case "${1:-}" in

@@ -117,6 +117,11 @@ size_t VirtioConsole::receive(std::span<const uint8_t> bytes) {
     return taken;
 }
 
+void VirtioConsole::flush_output() {
+    std::lock_guard lock(device_lock());
+    if (!queues_.empty()) transmit_all();
+}
+
 void VirtioConsole::set_size(TerminalSize size) {
     if ((features_ & bit(kFeatureSize)) == 0) return;
     std::lock_guard lock(device_lock());

@@ -90,6 +90,10 @@ public:
 
     // The host terminal was resized. Ignored when F_SIZE was not offered.
     void set_size(TerminalSize size);
+    // Sends output the driver queued that no kick has delivered yet (the
+    // machine calls it once the vCPUs have stopped, so nothing printed
+    // last is lost). From any thread.
+    void flush_output();
 
     // Counters, for tests and the exit log.
     uint64_t bytes_transmitted() const;

@@ -464,6 +464,13 @@ uint8_t VirtioPciLegacy::status_bits_ever_set() const {
     return status_seen_;
 }
 
+uint32_t VirtioPciLegacy::chains_in_flight() const {
+    std::lock_guard lock(device_mutex_);
+    uint32_t total = 0;
+    for (const VirtQueue& queue : queues_) total += queue.in_flight();
+    return total;
+}
+
 bool VirtioPciLegacy::ever_reached_driver_ok() const { return (status_bits_ever_set() & kStatusDriverOk) != 0; }
 
 std::optional<std::string> VirtioPciLegacy::never_driver_ok_warning() const {

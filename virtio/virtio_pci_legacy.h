@@ -193,6 +193,8 @@ public:
     uint8_t status_bits_ever_set() const;
     // Whether the driver ever set DRIVER_OK (sticky across resets).
     bool ever_reached_driver_ok() const;
+    // Chains the device has taken from its queues and not returned yet.
+    uint32_t chains_in_flight() const;
     // For the end of a run: a warning line naming the guest kernel option
     // that is probably missing, or nullopt when DRIVER_OK was reached.
     std::optional<std::string> never_driver_ok_warning() const;

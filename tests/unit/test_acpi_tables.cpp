@@ -298,3 +298,20 @@ TEST_CASE("ACPI tables refuse bad PCI routes and windows") {
     config.pci_memory_window_end = config.pci_memory_window_start;
     CHECK_THROWS_AS(build_acpi_tables(kBase, config), std::invalid_argument);
 }
+
+TEST_CASE("the DSDT describes pvpanic as QEMU0001 with its one I/O port, only when asked") {
+    const auto has = [](const std::vector<uint8_t>& blob, std::vector<uint8_t> bytes) {
+        return std::search(blob.begin(), blob.end(), bytes.begin(), bytes.end()) != blob.end();
+    };
+    const std::vector<uint8_t> hid{0x08, '_', 'H', 'I', 'D', 0x0d, 'Q', 'E', 'M', 'U', '0', '0', '0', '1', 0x00};
+    // IO (Decode16, 0x505, 0x505, 1, 1) in a resource template.
+    const std::vector<uint8_t> port{0x47, 0x01, 0x05, 0x05, 0x05, 0x05, 0x01, 0x01};
+    AcpiConfig config;
+    const std::vector<uint8_t> without = build_acpi_tables(kBase, config);
+    CHECK_FALSE(has(without, hid));
+    config.pvpanic_port = 0x505;
+    const std::vector<uint8_t> with = build_acpi_tables(kBase, config);
+    CHECK(has(with, {'P', 'E', 'V', 'T'}));
+    CHECK(has(with, hid));
+    CHECK(has(with, port));
+}

@@ -116,3 +116,10 @@ TEST_CASE("nested terms past 63 bytes decode back to what was built") {
     REQUIRE(crs);
     CHECK(crs->children.at(0).bytes == big_buffer);
 }
+
+TEST_CASE("strings are StringPrefix, ASCII and a NUL") {
+    CHECK(aml::string("QEMU0001") == aml::Bytes{0x0d, 'Q', 'E', 'M', 'U', '0', '0', '0', '1', 0x00});
+    CHECK(aml::string("") == aml::Bytes{0x0d, 0x00});
+    CHECK_THROWS_AS(aml::string(std::string_view("a\0b", 3)), std::invalid_argument);
+    CHECK_THROWS_AS(aml::string("\xc3\xa9"), std::invalid_argument);
+}

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "vmm/app/cli.h"
+#include "vmm/app/console_watcher.h"
 
 using namespace minikvm;
 using Catch::Matchers::Contains;
@@ -264,6 +265,37 @@ TEST_CASE("--rng adds a virtio-rng, counted like every virtio device") {
     args.insert(args.end(), {"--console", "virtio", "--net", "tap=t0"});
     CHECK(parse(args).message ==
           "minikvm: --disk and --net given 9 times together: at most 6 devices fit next to --console virtio and --rng\n");
+}
+
+TEST_CASE("verdict options: --timeout, --fail-on, --console-log") {
+    using std::chrono::milliseconds;
+    CHECK(parse_duration("90s") == milliseconds(90'000));
+    CHECK(parse_duration("90") == milliseconds(90'000));
+    CHECK(parse_duration("500ms") == milliseconds(500));
+    CHECK(parse_duration("5m") == milliseconds(300'000));
+    CHECK(parse_duration("2h") == milliseconds(7'200'000));
+    CHECK_FALSE(parse_duration(""));
+    CHECK_FALSE(parse_duration("s"));
+    CHECK_FALSE(parse_duration("1.5s"));
+    CHECK_FALSE(parse_duration("-1s"));
+    CHECK_FALSE(parse_duration("10d"));
+    CHECK_FALSE(parse_duration("9999999999"));
+
+    auto outcome = parse({"-k", "bz", "--timeout", "20s", "--fail-on", "oops,warn", "--console-log", "c.txt"});
+    REQUIRE(outcome.command_line);
+    const MachineConfig& m = outcome.command_line->machine;
+    CHECK(m.timeout == milliseconds(20'000));
+    CHECK(m.fail_on == ((1u << static_cast<unsigned>(KernelReport::Oops)) | (1u << static_cast<unsigned>(KernelReport::Warn))));
+    CHECK(m.console_log_path == "c.txt");
+    auto plain = parse({"-k", "bz"});
+    REQUIRE(plain.command_line);
+    CHECK_FALSE(plain.command_line->machine.timeout);
+    CHECK(plain.command_line->machine.fail_on == 0);
+
+    CHECK(parse({"-k", "bz", "--timeout", "0s"}).message == "minikvm: --timeout 0s: not a duration (use e.g. 90s, 5m, 1h or 500ms)\n");
+    CHECK(parse({"-k", "bz", "--fail-on", "warn,bogus"}).message ==
+          "minikvm: --fail-on warn,bogus: unknown report 'bogus'; use all or a comma-separated list of "
+          "oops,bug,warn,kasan,ubsan,lockdep,hung-task,softlockup,rcu-stall\n");
 }
 
 TEST_CASE("a random MAC is locally administered unicast, and differs between draws") {

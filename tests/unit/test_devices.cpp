@@ -9,6 +9,7 @@
 #include "devices/cmos_rtc.h"
 #include "devices/debug_exit.h"
 #include "devices/i8042.h"
+#include "devices/pvpanic.h"
 #include "devices/serial_8250.h"
 #include "vmm/backends/console_input.h"
 #include "vmm/core/exit_codes.h"
@@ -231,4 +232,19 @@ TEST_CASE("ACPI PM1a: SLP_EN with the _S5 type powers off; other writes do not")
     write16(4, (5 << 10) | (1 << 13));
     CHECK(power_offs == 1);
     CHECK((read16(4) & (1 << 13)) == 0);
+}
+
+TEST_CASE("pvpanic: reads its events, reports PANICKED and CRASH_LOADED, ignores the rest") {
+    std::vector<uint8_t> events;
+    PvPanic device([&](uint8_t e) { events.push_back(e); });
+    uint8_t value[1] = {0};
+    device.read(0, value);
+    CHECK(value[0] == (PvPanic::kPanicked | PvPanic::kCrashLoaded));
+    const uint8_t panicked[1] = {PvPanic::kPanicked};
+    device.write(0, panicked);
+    const uint8_t unknown[1] = {0x04};
+    device.write(0, unknown);  // not an event it supports: nothing
+    const uint8_t both[1] = {0x07};
+    device.write(0, both);
+    CHECK(events == std::vector<uint8_t>{PvPanic::kPanicked, PvPanic::kPanicked | PvPanic::kCrashLoaded});
 }

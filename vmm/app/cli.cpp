@@ -8,10 +8,27 @@
 #include <set>
 
 #include "devices/pci_host_bridge.h"
+#include "vmm/app/console_watcher.h"
 #include "vmm/app/virtio_registry.h"
 #include "vmm/core/exit_codes.h"
 
 namespace minikvm {
+
+std::optional<std::chrono::milliseconds> parse_duration(const std::string& text) {
+    size_t digits = 0;
+    while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
+    if (digits == 0 || digits > 9) return std::nullopt;
+    const uint64_t number = std::stoull(text.substr(0, digits));
+    const std::string unit = text.substr(digits);
+    uint64_t ms = 0;
+    if (unit.empty() || unit == "s") ms = number * 1000;
+    else if (unit == "ms") ms = number;
+    else if (unit == "m") ms = number * 60'000;
+    else if (unit == "h") ms = number * 3'600'000;
+    else return std::nullopt;
+    if (ms > 1'000'000'000ULL) return std::nullopt;
+    return std::chrono::milliseconds(ms);
+}
 
 std::optional<uint64_t> parse_memory_size(const std::string& text) {
     size_t i = 0;
@@ -225,6 +242,16 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
     app.add_option("--net", net_texts, "virtio-net card on a host tap, repeatable: tap=NAME[,mac=MAC]")
         ->allow_extra_args(false);
     app.add_flag("--rng", machine.rng, "virtio-rng: random bytes from the host (getrandom) for the guest's /dev/hwrng");
+    std::string timeout_text;
+    app.add_option("--timeout", timeout_text,
+                   "end the run with exit code 20 after this long (e.g. 90s, 5m, 1h, 500ms; a bare number is seconds), "
+                   "saying what every vCPU was doing");
+    std::string fail_on_text;
+    app.add_option("--fail-on", fail_on_text,
+                   "kernel reports on a console that make the exit code 22 (the run goes on to its end; the report "
+                   "is saved): all or a comma-separated list of " + kernel_report_names());
+    std::string console_log;
+    app.add_option("--console-log", console_log, "also write everything the guest prints, on every console, to FILE");
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off (logs go to stderr)")
         ->capture_default_str()
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
@@ -272,6 +299,21 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
         machine.nets.push_back(std::move(*net));
     }
     if (!initrd.empty()) machine.initrd_path = initrd;
+    if (!timeout_text.empty()) {
+        std::optional<std::chrono::milliseconds> timeout = parse_duration(timeout_text);
+        if (!timeout || timeout->count() == 0)
+            return usage_error(fmt::format("--timeout {}: not a duration (use e.g. 90s, 5m, 1h or 500ms)", timeout_text));
+        machine.timeout = *timeout;
+    }
+    if (!fail_on_text.empty()) {
+        std::string bad;
+        std::optional<uint32_t> kinds = parse_fail_on(fail_on_text, bad);
+        if (!kinds)
+            return usage_error(fmt::format("--fail-on {}: unknown report '{}'; use all or a comma-separated list of {}",
+                                           fail_on_text, bad, kernel_report_names()));
+        machine.fail_on = *kinds;
+    }
+    if (!console_log.empty()) machine.console_log_path = console_log;
     if (!trace.empty()) {
         std::optional<TraceFlags> flags = parse_trace_list(trace);
         if (!flags) return usage_error(fmt::format("--trace {}: use a comma-separated list of {}", trace, kTraceNames));

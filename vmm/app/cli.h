@@ -4,6 +4,7 @@
 
 #include <spdlog/common.h>
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -35,6 +36,10 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
 // "256M", "1G", "512k", "2GiB", or a plain number of MiB. nullopt when
 // malformed, zero, or too large to represent.
 std::optional<uint64_t> parse_memory_size(const std::string& text);
+
+// "90s", "5m", "1h", "500ms", or a plain number of seconds. nullopt when
+// malformed or longer than 10^6 seconds (11 days).
+std::optional<std::chrono::milliseconds> parse_duration(const std::string& text);
 
 // The value of one --disk option: comma-separated items
 //   path=FILE (required), ro, cache=none|writeback, aio=io_uring|threads,

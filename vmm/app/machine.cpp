@@ -8,7 +8,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
+
 #include <cerrno>
+#include <cstring>
 #include <system_error>
 
 #include "boot/acpi_tables.h"
@@ -31,6 +34,13 @@ constexpr int kHaltProbeIntervalMs = 100;
 // counts as powered off.
 constexpr int kHaltProbeRoundsForPowerOff = 2;
 
+UniqueFd open_console_log(const std::optional<std::string>& path) {
+    if (!path) return {};
+    UniqueFd fd(::open(path->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!fd) fail(ExitCode::Usage, "--console-log {}: {}", *path, std::strerror(errno));
+    return fd;
+}
+
 uint32_t cpuid_value(const std::vector<kvm_cpuid_entry2>& entries, uint32_t function, uint32_t kvm_cpuid_entry2::*reg) {
     for (const auto& entry : entries)
         if (entry.function == function) return entry.*reg;
@@ -43,19 +53,32 @@ Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_po
     : signal_block_({SIGINT, SIGTERM, SIGHUP, SIGWINCH, SIGUSR1, VcpuRunner::kick_signal()}),
       config_(config),
       process_start_(process_start),
-      virtio_devices_(create_virtio_devices(config, event_loop_)),
+      console_log_(open_console_log(config.console_log_path)),
+      watcher_(config.fail_on),
+      device_context_{event_loop_,
+                      [this](std::span<const uint8_t> bytes) { console_output(1, bytes, true); }},
+      virtio_devices_(create_virtio_devices(config, device_context_)),
       kvm_(Kvm::open()),
       vm_(Vm::create(kvm_)),
       memory_(GuestMemory::allocate(config.memory_bytes)),
       com1_irq_(vm_, Serial8250::kCom1Irq),
       serial_(com1_irq_,
-              [mode = config.console](uint8_t byte) {
-                  if (mode != ConsoleMode::None) write_to_stdout(std::span<const uint8_t>(&byte, 1));
+              [this](uint8_t byte) {
+                  console_output(0, std::span<const uint8_t>(&byte, 1), config_.console != ConsoleMode::None);
               }),
       i8042_([this] { stop_.request(to_int(ExitCode::GuestReboot), "guest reset through the i8042 controller"); }),
       acpi_pm_([this] { stop_.request(to_int(ExitCode::GuestPowerOff), "guest powered off (ACPI S5)"); }),
       debug_exit_([this](uint8_t value) {
           stop_.request(debug_exit_status(value), fmt::format("guest wrote {:#04x} to the debug-exit port", value));
+      }),
+      pvpanic_([this](uint8_t events) {
+          if ((events & PvPanic::kPanicked) == 0) {
+              spdlog::info("guest kernel is loading a crash kernel (pvpanic CRASH_LOADED)");
+              return;
+          }
+          std::lock_guard lock(console_mutex_);
+          pvpanic_seen_ = true;
+          if (!panic_since_) panic_since_ = std::chrono::steady_clock::now();
       }),
       pci_(io_bus_, mmio_bus_, [this](uint32_t gsi) { return std::make_unique<KvmIrqLine>(vm_, gsi); }) {
     int max_cpus = std::min(kvm_.recommended_vcpus(), 254);
@@ -86,6 +109,7 @@ void Machine::add_devices() {
     // POST code, DMA page registers and the delay port Linux's io_delay uses.
     io_bus_.add(0x80, 0x10, quiet_ports_);
     io_bus_.add(0xed, 1, quiet_ports_);
+    io_bus_.add(PvPanic::kPort, 1, pvpanic_);
     add_virtio_devices();
 }
 
@@ -165,6 +189,7 @@ void Machine::set_up_vcpus(uint64_t entry) {
     acpi.pci_memory_window_start = PciHostBridge::kMemoryWindowStart;
     acpi.pci_memory_window_end = PciHostBridge::kMemoryWindowEnd;
     acpi.pci_routes = pci_.interrupt_routes();
+    acpi.pvpanic_port = PvPanic::kPort;
     memory_.write(layout::kAcpiTables, build_acpi_tables(layout::kAcpiTables, acpi));
 
     uint32_t tsc_khz = 0;  // every vCPU of a VM runs its TSC at the same rate
@@ -204,7 +229,15 @@ int Machine::run() {
         for (auto& vcpu : vcpus_) runners_.push_back(std::make_unique<VcpuRunner>(*vcpu, io_bus_, mmio_bus_, stop_, process_start_));
         for (auto& runner : runners_) runner->start();
 
+        const auto deadline = config_.timeout ? std::optional(process_start_ + *config_.timeout) : std::nullopt;
+        bool timed_out = false;
         while (!stop_.requested()) {
+            check_for_panic();
+            if (deadline && std::chrono::steady_clock::now() >= *deadline) {
+                timed_out = stop_.request(to_int(ExitCode::Timeout),
+                                          fmt::format("--timeout {} ms ran out", config_.timeout->count()));
+                break;
+            }
             pollfd fds[2] = {{signals.get(), POLLIN, 0}, {stop_.event_fd(), POLLIN, 0}};
             int ready = ::poll(fds, 2, kHaltProbeIntervalMs);
             if (ready < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "poll");
@@ -219,15 +252,113 @@ int Machine::run() {
         }
         for (auto& runner : runners_) runner->request_stop();
         for (auto& runner : runners_) runner->join();
+        // Output the guest queued on virtio-console but the event loop has
+        // not taken yet: a panic's last lines, for the verdict.
+        if (virtio_console_ != nullptr) virtio_console_->flush_output();
+        if (timed_out) report_hang();
     }  // the input thread stops here, before the terminal is restored
     warn_about_idle_devices();
     log_device_summaries();
-    int status = stop_.exit_status();
+    log_kernel_report();
+    const auto [status, reason] = verdict();
     auto level = status == to_int(ExitCode::GuestPowerOff) ? spdlog::level::info
-                 : status == to_int(ExitCode::GuestCrash)  ? spdlog::level::err
-                                                            : spdlog::level::warn;
-    spdlog::log(level, "{} (exit status {})", stop_.reason(), status);
+                 : status == to_int(ExitCode::GuestCrash) || status == to_int(ExitCode::GuestPanic) ||
+                         status == to_int(ExitCode::KernelReport) || status == to_int(ExitCode::Timeout)
+                     ? spdlog::level::err
+                     : spdlog::level::warn;
+    spdlog::log(level, "{} (exit status {})", reason, status);
     return status;
+}
+
+void Machine::console_output(unsigned source, std::span<const uint8_t> bytes, bool to_terminal) {
+    if (to_terminal) write_to_stdout(bytes);
+    std::lock_guard lock(console_mutex_);
+    if (console_log_) {
+        // A full disk or a closed file must not stop the guest: the copy just ends.
+        if (::write(console_log_.get(), bytes.data(), bytes.size()) < 0) console_log_.reset();
+    }
+    const bool had_panic = watcher_.panic_line().has_value();
+    watcher_.feed(source, bytes);
+    if (!had_panic && watcher_.panic_line() && !panic_since_) panic_since_ = std::chrono::steady_clock::now();
+}
+
+void Machine::check_for_panic() {
+    std::string line;
+    {
+        std::lock_guard lock(console_mutex_);
+        if (!panic_since_) return;
+        // The panic's own report ends with its end marker; wait for it (its
+        // backtrace is what a developer needs) but not forever.
+        const bool grace_over = std::chrono::steady_clock::now() - *panic_since_ >= std::chrono::seconds(1);
+        if (!watcher_.panic_complete() && !grace_over) return;
+        line = watcher_.panic_line().value_or("");
+    }
+    stop_.request(to_int(ExitCode::GuestPanic), line.empty() ? "guest kernel panicked (pvpanic)"
+                                                              : fmt::format("guest kernel panicked: {}", line));
+}
+
+std::pair<int, std::string> Machine::verdict() const {
+    const int status = stop_.exit_status();
+    // The user's stop and the host's failures are not the guest's doing.
+    if (status == to_int(ExitCode::Stopped) || status == to_int(ExitCode::HostError)) return {status, stop_.reason()};
+    std::lock_guard lock(console_mutex_);
+    // A panic, however the guest ended afterwards (panic=-1 reboots: not 10).
+    if (watcher_.panic_line() || pvpanic_seen_) {
+        const std::string how = pvpanic_seen_ && watcher_.panic_line() ? "pvpanic and console"
+                                : pvpanic_seen_                        ? "pvpanic"
+                                                                       : "console";
+        std::string reason = fmt::format("guest kernel panicked ({})", how);
+        if (watcher_.panic_line()) reason += ": " + *watcher_.panic_line();
+        if (status != to_int(ExitCode::GuestPanic)) reason += fmt::format("; then: {}", stop_.reason());
+        return {to_int(ExitCode::GuestPanic), reason};
+    }
+    if (const auto& report = watcher_.failure()) {
+        return {to_int(ExitCode::KernelReport),
+                fmt::format("guest kernel reported {} (--fail-on): {}; the run ended: {}",
+                            kernel_report_name(report->kind), strip_printk_timestamp(report->lines.front()),
+                            stop_.reason())};
+    }
+    return {status, stop_.reason()};
+}
+
+void Machine::log_kernel_report() const {
+    std::lock_guard lock(console_mutex_);
+    const auto& report = watcher_.failure();
+    if (!report) return;
+    std::string text = fmt::format("minikvm: the guest kernel's {} report ({} lines{}):\n", kernel_report_name(report->kind),
+                                   report->lines.size(), report->complete ? "" : ", cut short");
+    for (const std::string& line : report->lines) text += "minikvm: | " + line + "\n";
+    [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, text.data(), text.size());
+}
+
+void Machine::report_hang() {
+    std::string text = fmt::format("minikvm: --timeout: {} ms passed; the guest was:\n", config_.timeout->count());
+    for (size_t i = 0; i < vcpus_.size(); ++i) {
+        const Vcpu& vcpu = *vcpus_[i];
+        const uint32_t state = vcpu.mp_state();
+        const kvm_regs regs = vcpu.regs();
+        const bool interrupts = (regs.rflags & (1u << 9)) != 0;
+        const char* what = state == KVM_MP_STATE_UNINITIALIZED || state == KVM_MP_STATE_INIT_RECEIVED
+                               ? "never started"
+                           : state == KVM_MP_STATE_HALTED ? (interrupts ? "halted, interrupts on (idle)"
+                                                                        : "halted, interrupts off")
+                                                          : "running";
+        text += fmt::format("minikvm:   vCPU {}: {}, RIP {:#x}\n", i, what, regs.rip);
+    }
+    for (const VirtioSlot& slot : virtio_slots_) {
+        if (!slot.transport->ever_reached_driver_ok())
+            text += fmt::format("minikvm:   {}: never reached DRIVER_OK\n", slot.name);
+        else if (const uint32_t in_flight = slot.transport->chains_in_flight(); in_flight > 0)
+            text += fmt::format("minikvm:   {}: {} request(s) outstanding\n", slot.name, in_flight);
+    }
+    std::lock_guard lock(console_mutex_);
+    if (!watcher_.any_output()) {
+        text += "minikvm:   the guest printed nothing on any console\n";
+    } else {
+        text += "minikvm:   last console lines:\n";
+        for (const std::string& line : watcher_.last_lines()) text += "minikvm:   | " + line + "\n";
+    }
+    [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, text.data(), text.size());
 }
 
 void Machine::probe_for_halt() {

@@ -6,6 +6,9 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -15,11 +18,13 @@
 #include "devices/i8042.h"
 #include "devices/irq_line.h"
 #include "devices/pci_host_bridge.h"
+#include "devices/pvpanic.h"
 #include "devices/quiet_ports.h"
 #include "devices/serial_8250.h"
 #include "virtio/notify_eventfds.h"
 #include "virtio/virtio_console.h"
 #include "virtio/virtio_pci_legacy.h"
+#include "vmm/app/console_watcher.h"
 #include "vmm/app/machine_config.h"
 #include "vmm/app/virtio_registry.h"
 #include "vmm/core/bus.h"
@@ -65,13 +70,35 @@ private:
     void set_up_vcpus(uint64_t entry);
     void probe_for_halt();
 
+    // Every byte the guest prints, from any console (ConsoleWatcher source
+    // numbers): to the terminal when it is wired there, the console log,
+    // and the watcher.
+    void console_output(unsigned source, std::span<const uint8_t> bytes, bool to_terminal);
+    // Ends the run (exit 18) once a panic is known and its report is in,
+    // or a second after it started.
+    void check_for_panic();
+    // --timeout ran out: what every vCPU and device was doing, then exit 20.
+    void report_hang();
+    // The exit status and reason, with a panic or a --fail-on report taking
+    // precedence over how the guest ended afterwards.
+    std::pair<int, std::string> verdict() const;
+    // At exit: the saved --fail-on report, on stderr.
+    void log_kernel_report() const;
+
     // First, so that every thread the machine starts inherits the block.
     SignalBlock signal_block_;
     MachineConfig config_;
     std::chrono::steady_clock::time_point process_start_;
+    // Opened first: an unwritable --console-log is reported before anything runs.
+    UniqueFd console_log_;
+    mutable std::mutex console_mutex_;  // guards watcher_ and the panic state below
+    ConsoleWatcher watcher_;
+    std::optional<std::chrono::steady_clock::time_point> panic_since_;
+    bool pvpanic_seen_ = false;
     // Serves queue kicks (ioeventfds) and device backends; before the
     // devices, which unregister from it when they go.
     EventLoop event_loop_;
+    VirtioDeviceContext device_context_;
     // Built first, from the registry: a bad --disk or --net is reported
     // (exit 6) before anything else is set up. Moved into virtio_slots_.
     std::vector<NamedVirtioDevice> virtio_devices_;
@@ -89,6 +116,7 @@ private:
     DebugExit debug_exit_;
     CmosRtc rtc_;
     QuietPorts quiet_ports_;
+    PvPanic pvpanic_;
     // After the buses it maps BARs on; the bridge's destructor does not
     // touch its devices.
     PciHostBridge pci_;

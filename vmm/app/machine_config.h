@@ -2,6 +2,7 @@
 // What the user asked for: the product of the command line, the input of
 // Machine and of the virtio device registry.
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -30,6 +31,12 @@ struct MachineConfig {
     std::vector<DiskConfig> disks;  // virtio-blk0, virtio-blk1... in this order
     std::vector<NetConfig> nets;    // virtio-net0, virtio-net1... in this order, after the disks
     bool rng = false;               // virtio-rng0, after the network cards
+    // Verdicts (vmm/app/console_watcher.h): end with ExitCode::Timeout when
+    // this runs out; the KernelReport kinds (bits) that make the exit
+    // status ExitCode::KernelReport; a file that gets every console byte.
+    std::optional<std::chrono::milliseconds> timeout;
+    uint32_t fail_on = 0;
+    std::optional<std::string> console_log_path;
 };
 
 }  // namespace minikvm

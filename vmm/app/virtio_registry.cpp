@@ -17,28 +17,29 @@ namespace minikvm {
 
 namespace {
 
-std::unique_ptr<VirtioDevice> create_console(const MachineConfig&, size_t, const std::string& name, EventSources&) {
-    return std::make_unique<VirtioConsole>(name, write_to_stdout, stdout_terminal_size());
+std::unique_ptr<VirtioDevice> create_console(const MachineConfig&, size_t, const std::string& name,
+                                             VirtioDeviceContext& context) {
+    return std::make_unique<VirtioConsole>(name, context.console_output, stdout_terminal_size());
 }
 
 std::unique_ptr<VirtioDevice> create_blk(const MachineConfig& config, size_t index, const std::string& name,
-                                         EventSources& events) {
+                                         VirtioDeviceContext& context) {
     const DiskConfig& disk = config.disks[index];
-    return std::make_unique<VirtioBlk>(name, DiskImage::open(disk), disk, events);
+    return std::make_unique<VirtioBlk>(name, DiskImage::open(disk), disk, context.events);
 }
 
 std::unique_ptr<VirtioDevice> create_net(const MachineConfig& config, size_t index, const std::string& name,
-                                         EventSources& events) {
+                                         VirtioDeviceContext& context) {
     const NetConfig& net = config.nets[index];
     auto tap = std::make_unique<TapDevice>(TapDevice::open(net.tap));
     // Chosen once: the guest sees the same address across its reboots.
     const MacAddress mac = net.mac.value_or(MacAddress::random_local());
     spdlog::info("{}: tap {} ({}), mac {}", name, tap->name(), tap->created() ? "created" : "attached",
                  mac.to_string());
-    return std::make_unique<VirtioNet>(name, std::move(tap), mac, events);
+    return std::make_unique<VirtioNet>(name, std::move(tap), mac, context.events);
 }
 
-std::unique_ptr<VirtioDevice> create_rng(const MachineConfig&, size_t, const std::string& name, EventSources&) {
+std::unique_ptr<VirtioDevice> create_rng(const MachineConfig&, size_t, const std::string& name, VirtioDeviceContext&) {
     return std::make_unique<VirtioRng>(name);
 }
 
@@ -68,13 +69,13 @@ std::string join_and(const std::vector<std::string_view>& words) {
 
 std::span<const VirtioDeviceEntry> virtio_device_registry() { return kRegistry; }
 
-std::vector<NamedVirtioDevice> create_virtio_devices(const MachineConfig& config, EventSources& events) {
+std::vector<NamedVirtioDevice> create_virtio_devices(const MachineConfig& config, VirtioDeviceContext& context) {
     std::vector<NamedVirtioDevice> devices;
     for (const VirtioDeviceEntry& entry : kRegistry) {
         const size_t count = entry.count(config);
         for (size_t i = 0; i < count; ++i) {
             std::string name = fmt::format("{}{}", entry.prefix, i);
-            auto device = entry.create(config, i, name, events);
+            auto device = entry.create(config, i, name, context);
             devices.push_back({std::move(name), std::move(device)});
         }
     }

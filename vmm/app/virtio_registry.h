@@ -7,6 +7,8 @@
 // one entry in virtio_registry.cpp, its option in cli.cpp.
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -19,6 +21,14 @@
 
 namespace minikvm {
 
+// What the machine lends the devices it creates.
+struct VirtioDeviceContext {
+    EventSources& events;
+    // Where a console device's output goes (the terminal, the console log,
+    // the verdict watcher).
+    std::function<void(std::span<const uint8_t>)> console_output;
+};
+
 struct VirtioDeviceEntry {
     // Instances are named prefix + index: "virtio-blk0", "virtio-blk1"...
     std::string_view prefix;
@@ -30,7 +40,7 @@ struct VirtioDeviceEntry {
     // Builds instance `index`. May throw VmmError for what the user named
     // (exit 6: a disk or tap that cannot be opened).
     std::unique_ptr<VirtioDevice> (*create)(const MachineConfig& config, size_t index, const std::string& name,
-                                            EventSources& events);
+                                            VirtioDeviceContext& context);
 };
 
 std::span<const VirtioDeviceEntry> virtio_device_registry();
@@ -41,7 +51,7 @@ struct NamedVirtioDevice {
 };
 
 // Every device `config` asks for, in registry order.
-std::vector<NamedVirtioDevice> create_virtio_devices(const MachineConfig& config, EventSources& events);
+std::vector<NamedVirtioDevice> create_virtio_devices(const MachineConfig& config, VirtioDeviceContext& context);
 
 // An error message when `config` asks for more virtio devices than `slots`
 // PCI slots hold, e.g. "--disk given 9 times: at most 7 disks fit next to

@@ -15,6 +15,9 @@ enum class ExitCode : int {
     GuestCrash = 12,     // triple fault, KVM internal error, failed VM entry
     HostError = 14,      // the host failed us (out of memory, KVM ioctl error)
     Stopped = 16,        // SIGINT/SIGTERM or the console escape (Ctrl-A x)
+    GuestPanic = 18,     // the guest kernel panicked (pvpanic or its panic line on a console)
+    Timeout = 20,        // --timeout expired
+    KernelReport = 22,   // a --fail-on report (oops, WARN, KASAN...) appeared on a console
 };
 
 constexpr int to_int(ExitCode code) { return static_cast<int>(code); }
