@@ -45,12 +45,19 @@ TEST_CASE("console watcher: the panic line, with and without timestamps, and its
     CHECK(*minimal.panic_line() == "Kernel panic - not syncing: sysrq triggered crash");
     CHECK_FALSE(minimal.panic_complete());  // panic=-1: the reboot came before the end marker
     CHECK_FALSE(minimal.failure());         // nothing asked for
+    REQUIRE(minimal.panic_report());
+    CHECK_THAT(minimal.panic_report()->lines.front(), Contains("Kernel panic - not syncing: sysrq triggered crash"));
+    CHECK(minimal.panic_report()->lines.size() > 5);  // the backtrace follows
+    CHECK_FALSE(minimal.panic_report()->complete);
 
     ConsoleWatcher cloud;
     feed(cloud, 0, fixture("panic-sysrq-cloud.txt"));
     REQUIRE(cloud.panic_line());
     CHECK(*cloud.panic_line() == "Kernel panic - not syncing: sysrq triggered crash");
     CHECK(cloud.panic_complete());
+    REQUIRE(cloud.panic_report());
+    CHECK(cloud.panic_report()->complete);
+    CHECK_THAT(cloud.panic_report()->lines.back(), Contains("---[ end Kernel panic - not syncing: sysrq triggered crash"));
 }
 
 TEST_CASE("console watcher: a WARNING is saved from its first line to its end marker", "[console-watcher]") {
@@ -60,7 +67,10 @@ TEST_CASE("console watcher: a WARNING is saved from its first line to its end ma
     const auto& report = *watcher.failure();
     CHECK(report.kind == KernelReport::Warn);
     CHECK(report.complete);
-    CHECK_THAT(report.lines.front(), StartsWith("WARNING: CPU: 0 PID: 41 at drivers/misc/lkdtm/bugs.c:85"));
+    // From the "cut here" line that opens it (a WARN()'s message would follow it).
+    CHECK(report.lines.front() == "------------[ cut here ]------------");
+    CHECK_THAT(report.lines[1], StartsWith("WARNING: CPU: 0 PID: 41 at drivers/misc/lkdtm/bugs.c:85"));
+    CHECK_THAT(report.headline, StartsWith("WARNING: CPU: 0 PID: 41 at drivers/misc/lkdtm/bugs.c:85"));
     CHECK_THAT(report.lines.back(), StartsWith("---[ end trace "));
     CHECK_FALSE(watcher.panic_line());
     // Asked only for oopses, the same WARNING is no failure.
@@ -81,6 +91,7 @@ TEST_CASE("console watcher: an oops starts at its BUG line, even when split at e
         CHECK(report.kind == KernelReport::Oops);
         CHECK(report.complete);
         CHECK(report.lines.front() == "BUG: kernel NULL pointer dereference, address: 0000000000000000");
+        CHECK(report.headline == report.lines.front());
         CHECK_THAT(report.lines[4], StartsWith("Oops: 0002 [#1] SMP"));
         CHECK_THAT(report.lines.back(), StartsWith("---[ end trace "));
     }

@@ -6,6 +6,7 @@
 
 #include "test_helpers.h"
 #include "devices/acpi_pm.h"
+#include "devices/boot_complete_marker.h"
 #include "devices/cmos_rtc.h"
 #include "devices/debug_exit.h"
 #include "devices/i8042.h"
@@ -247,4 +248,20 @@ TEST_CASE("pvpanic: reads its events, reports PANICKED and CRASH_LOADED, ignores
     const uint8_t both[1] = {0x07};
     device.write(0, both);
     CHECK(events == std::vector<uint8_t>{PvPanic::kPanicked, PvPanic::kPanicked | PvPanic::kCrashLoaded});
+}
+
+TEST_CASE("boot-complete marker: only the value 123 counts, at any width") {
+    int marks = 0;
+    BootCompleteMarker device([&] { ++marks; });
+    uint8_t value[1] = {0};
+    device.read(0, value);
+    CHECK(value[0] == 0xff);
+    const uint8_t other[1] = {122};
+    device.write(0, other);
+    CHECK(marks == 0);
+    const uint8_t marker[1] = {BootCompleteMarker::kValue};
+    device.write(0, marker);
+    const uint8_t wide[2] = {123, 0};
+    device.write(0, wide);
+    CHECK(marks == 2);
 }

@@ -252,6 +252,10 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
                    "is saved): all or a comma-separated list of " + kernel_report_names());
     std::string console_log;
     app.add_option("--console-log", console_log, "also write everything the guest prints, on every console, to FILE");
+    std::string report;
+    app.add_option("--report", report,
+                   "write a JSON report to FILE at exit: exit code, verdict, cause, hints, the saved kernel report "
+                   "and boot timings");
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off (logs go to stderr)")
         ->capture_default_str()
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
@@ -314,6 +318,7 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
         machine.fail_on = *kinds;
     }
     if (!console_log.empty()) machine.console_log_path = console_log;
+    if (!report.empty()) result.report_path = report;
     if (!trace.empty()) {
         std::optional<TraceFlags> flags = parse_trace_list(trace);
         if (!flags) return usage_error(fmt::format("--trace {}: use a comma-separated list of {}", trace, kTraceNames));

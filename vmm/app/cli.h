@@ -19,6 +19,7 @@ namespace minikvm {
 struct CommandLine {
     MachineConfig machine;
     spdlog::level::level_enum log_level = spdlog::level::warn;
+    std::optional<std::string> report_path;  // --report: JSON at exit (vmm/app/run_report.h)
 };
 
 struct CliOutcome {

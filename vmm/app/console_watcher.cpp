@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 
 namespace minikvm {
 
@@ -84,6 +85,9 @@ std::string_view strip_printk_timestamp(std::string_view line) {
 }
 
 std::optional<KernelReport> classify_report_line(std::string_view text) {
+    // Most lines are none of these: one look at the first character says so.
+    if (text.empty() || std::string_view("KBUwIrWOgk").find(text.front()) == std::string_view::npos)
+        return std::nullopt;
     if (starts_with(text, "Kernel panic - not syncing")) return KernelReport::Panic;
     if (starts_with(text, "BUG: KASAN:")) return KernelReport::Kasan;
     if (starts_with(text, "UBSAN:")) return KernelReport::Ubsan;
@@ -102,35 +106,87 @@ std::optional<KernelReport> classify_report_line(std::string_view text) {
     return std::nullopt;
 }
 
+std::optional<BootDeadEnd> classify_dead_end(std::string_view text) {
+    // Prefixes only (every console line passes here): the panics name the
+    // dead end after "Kernel panic - not syncing: ".
+    constexpr std::string_view kPanic = "Kernel panic - not syncing: ";
+    if (text.empty() || std::string_view("KVFI").find(text.front()) == std::string_view::npos) return std::nullopt;
+    if (starts_with(text, kPanic)) {
+        text.remove_prefix(kPanic.size());
+        if (starts_with(text, "VFS: Unable to mount root fs")) return BootDeadEnd::RootMount;
+        if (starts_with(text, "No working init found") || starts_with(text, "Requested init "))
+            return BootDeadEnd::NoInit;
+        if (starts_with(text, "Attempted to kill init!")) return BootDeadEnd::InitKilled;
+        return std::nullopt;
+    }
+    if (starts_with(text, "VFS: Cannot open root device") || starts_with(text, "VFS: Unable to mount root fs"))
+        return BootDeadEnd::RootMount;
+    if (starts_with(text, "Failed to execute ")) return BootDeadEnd::NoInit;
+    if (starts_with(text, "Initramfs unpacking failed")) return BootDeadEnd::InitramfsUnpack;
+    return std::nullopt;
+}
+
 void ConsoleWatcher::feed(unsigned source, std::span<const uint8_t> bytes) {
     bytes_seen_ += bytes.size();
     Source& in = sources_[std::min(source, kSources - 1)];
-    for (uint8_t byte : bytes) {
-        if (byte == '\n') {
-            // Serial consoles end lines with "\r\n"; a pty on the way adds another '\r'.
-            while (!in.line.empty() && in.line.back() == '\r') in.line.pop_back();
-            on_line(in.line);
-            in.line.clear();
-            in.overflowed = false;
+    const char* at = reinterpret_cast<const char*>(bytes.data());
+    const char* const end = at + bytes.size();
+    while (at < end) {
+        // Whole runs up to the next newline: the console path pays per line, not per byte.
+        const char* newline = static_cast<const char*>(std::memchr(at, '\n', static_cast<size_t>(end - at)));
+        const char* run_end = newline ? newline : end;
+        if (newline && in.line.empty() && !in.overflowed) {
+            // A whole line inside this chunk (the usual case): no copy.
+            std::string_view line(at, std::min(static_cast<size_t>(run_end - at), kMaxLineBytes));
+            while (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+            on_line(line);
+            at = newline + 1;
             continue;
         }
-        if (in.overflowed) continue;
-        if (in.line.size() == kMaxLineBytes) {
-            in.overflowed = true;  // keep what we have; drop the rest of this line
-            continue;
+        if (!in.overflowed) {
+            const size_t room = kMaxLineBytes - in.line.size();
+            const size_t length = static_cast<size_t>(run_end - at);
+            in.line.append(at, std::min(length, room));
+            // Keep what fits; drop the rest of this line.
+            if (length > room) in.overflowed = true;
         }
-        in.line.push_back(static_cast<char>(byte));
+        if (!newline) break;
+        // Serial consoles end lines with "\r\n"; a pty on the way adds another '\r'.
+        while (!in.line.empty() && in.line.back() == '\r') in.line.pop_back();
+        on_line(in.line);
+        in.line.clear();
+        in.overflowed = false;
+        at = newline + 1;
     }
 }
 
+std::vector<std::string> ConsoleWatcher::last_lines() const {
+    std::vector<std::string> lines;
+    for (size_t back = recent_count_; back > 0; --back) lines.push_back(recent(back - 1));
+    return lines;
+}
+
 void ConsoleWatcher::on_line(std::string_view line) {
-    if (last_lines_.size() == kLastLines) last_lines_.pop_front();
-    last_lines_.emplace_back(line);
+    recent_[recent_next_].assign(line);
+    recent_next_ = (recent_next_ + 1) % kLastLines;
+    recent_count_ = std::min(recent_count_ + 1, kLastLines);
     const std::string_view text = strip_printk_timestamp(line);
     const std::optional<KernelReport> kind = classify_report_line(text);
+    if (const auto dead_end = classify_dead_end(text)) {
+        auto& first = dead_ends_[static_cast<size_t>(*dead_end)];
+        if (!first) first = std::string(text);
+    }
 
-    if (kind == KernelReport::Panic && !panic_line_) panic_line_ = std::string(text);
-    if (panic_line_ && ends_report(KernelReport::Panic, text)) panic_complete_ = true;
+    if (kind == KernelReport::Panic && !panic_line_) {
+        panic_line_ = std::string(text);
+        panic_report_ = Report{.kind = KernelReport::Panic, .headline = std::string(text), .lines = {}, .complete = false};
+    }
+    if (panic_report_ && !panic_complete_ && panic_report_->lines.size() < kMaxReportLines)
+        panic_report_->lines.emplace_back(line);
+    if (panic_line_ && !panic_complete_ && ends_report(KernelReport::Panic, text)) {
+        panic_complete_ = true;
+        panic_report_->complete = true;
+    }
 
     if (recording_) {
         failure_->lines.emplace_back(line);
@@ -144,14 +200,19 @@ void ConsoleWatcher::on_line(std::string_view line) {
     }
     if (failure_ || !kind || *kind == KernelReport::Panic) return;
     if ((fail_on_ & (1u << static_cast<unsigned>(*kind))) == 0) return;
-    failure_ = Report{.kind = *kind, .lines = {}, .complete = false};
-    // An oops after "BUG: kernel NULL pointer dereference": start there.
-    if (*kind == KernelReport::Oops && last_lines_.size() >= 2) {
-        for (size_t back = std::min<size_t>(last_lines_.size() - 1, 4); back > 0; --back) {
-            const std::string& earlier = last_lines_[last_lines_.size() - 1 - back];
-            if (starts_with(strip_printk_timestamp(earlier), "BUG: ")) {
-                for (size_t i = last_lines_.size() - 1 - back; i + 1 < last_lines_.size(); ++i)
-                    failure_->lines.push_back(last_lines_[i]);
+    failure_ = Report{.kind = *kind, .headline = std::string(text), .lines = {}, .complete = false};
+    // Reports whose opening line comes after their start: an oops after
+    // "BUG: kernel NULL pointer dereference", a WARN()'s or BUG()'s message
+    // after "------------[ cut here ]------------". Start there.
+    const auto opener = [&](std::string_view earlier) {
+        if (*kind == KernelReport::Oops) return starts_with(earlier, "BUG: ");
+        if (*kind == KernelReport::Warn || *kind == KernelReport::Bug) return contains(earlier, "[ cut here ]");
+        return false;
+    };
+    if (recent_count_ >= 2) {
+        for (size_t back = std::min<size_t>(recent_count_ - 1, 4); back > 0; --back) {
+            if (opener(strip_printk_timestamp(recent(back)))) {
+                for (size_t i = back; i > 0; --i) failure_->lines.push_back(recent(i));
                 break;
             }
         }

@@ -28,7 +28,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <span>
 #include <string>
@@ -50,6 +49,22 @@ enum class KernelReport : unsigned {
     RcuStall,
     Count,
 };
+
+// The dead ends of a Linux boot, for the hints at exit (vmm/app/boot_hints.h):
+//   RootMount        "VFS: Cannot open root device ...", "VFS: Unable to mount root fs ..."
+//   NoInit           "No working init found", "Requested init X failed", "Failed to execute X"
+//   InitramfsUnpack  "Initramfs unpacking failed: ..."
+//   InitKilled       "Attempted to kill init! exitcode=0x..."
+enum class BootDeadEnd : unsigned {
+    RootMount,
+    NoInit,
+    InitramfsUnpack,
+    InitKilled,
+    Count,
+};
+
+// Which dead end a line (without its timestamp) reports, if any.
+std::optional<BootDeadEnd> classify_dead_end(std::string_view text);
 
 // "panic", "oops", "hung-task"...
 std::string_view kernel_report_name(KernelReport kind);
@@ -74,6 +89,7 @@ public:
 
     struct Report {
         KernelReport kind = KernelReport::Panic;
+        std::string headline;            // the line that named it, without its timestamp
         std::vector<std::string> lines;  // first line to end marker (or the cap)
         bool complete = false;           // the end marker was seen
     };
@@ -86,13 +102,20 @@ public:
     const std::optional<std::string>& panic_line() const { return panic_line_; }
     // Whether the panic's end marker ("---[ end Kernel panic") followed.
     bool panic_complete() const { return panic_complete_; }
+    // The panic's report: its panic line to the end marker (or the cap).
+    // A kernel that reboots on panic (panic=-1) prints no end marker.
+    const std::optional<Report>& panic_report() const { return panic_report_; }
     // The first report of a `fail_on` kind, saved as it arrives.
     const std::optional<Report>& failure() const { return failure_; }
+    // The first line that reported each boot dead end, if any did.
+    const std::optional<std::string>& dead_end(BootDeadEnd kind) const {
+        return dead_ends_[static_cast<size_t>(kind)];
+    }
     // Whether any byte was printed at all.
     bool any_output() const { return bytes_seen_ > 0; }
     uint64_t bytes_seen() const { return bytes_seen_; }
-    // The last complete lines, oldest first, timestamps kept.
-    const std::deque<std::string>& last_lines() const { return last_lines_; }
+    // The last complete lines (at most kLastLines), oldest first, timestamps kept.
+    std::vector<std::string> last_lines() const;
 
 private:
     struct Source {
@@ -100,14 +123,24 @@ private:
         bool overflowed = false;  // dropping the rest of a too-long line
     };
     void on_line(std::string_view line);
+    // The line `back` lines before the newest kept one (0: the newest).
+    const std::string& recent(size_t back) const {
+        return recent_[(recent_next_ + kLastLines - 1 - back) % kLastLines];
+    }
 
     const uint32_t fail_on_;
     Source sources_[kSources];
     std::optional<std::string> panic_line_;
     bool panic_complete_ = false;
+    std::optional<Report> panic_report_;
     std::optional<Report> failure_;
     bool recording_ = false;  // failure_ is still collecting lines
-    std::deque<std::string> last_lines_;
+    // A ring of the last lines; the strings keep their capacity, so a
+    // flood of output allocates nothing per line.
+    std::string recent_[kLastLines];
+    size_t recent_next_ = 0;
+    size_t recent_count_ = 0;
+    std::optional<std::string> dead_ends_[static_cast<size_t>(BootDeadEnd::Count)];
     uint64_t bytes_seen_ = 0;
 };
 

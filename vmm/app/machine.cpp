@@ -12,14 +12,19 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <iterator>
+#include <thread>
 #include <system_error>
 
 #include "boot/acpi_tables.h"
 #include "boot/cpuid.h"
+#include "boot/kernel_symbols.h"
 #include "boot/linux_loader.h"
 #include "boot/memory_layout.h"
 #include "boot/mp_table.h"
 #include "boot/x86_boot_state.h"
+#include "vmm/app/boot_hints.h"
 #include "vmm/app/terminal.h"
 #include "vmm/backends/console_input.h"
 #include "vmm/core/error.h"
@@ -39,6 +44,23 @@ UniqueFd open_console_log(const std::optional<std::string>& path) {
     UniqueFd fd(::open(path->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (!fd) fail(ExitCode::Usage, "--console-log {}: {}", *path, std::strerror(errno));
     return fd;
+}
+
+const char* probe_state_description(VcpuRunner::ProbeResult state) {
+    switch (state) {
+        case VcpuRunner::ProbeResult::NotStarted: return "never started";
+        case VcpuRunner::ProbeResult::HaltedIdle: return "halted, interrupts on (idle)";
+        case VcpuRunner::ProbeResult::HaltedForGood: return "halted, interrupts off";
+        case VcpuRunner::ProbeResult::Running: return "running";
+        case VcpuRunner::ProbeResult::Pending: return "in minikvm, not answering a probe";
+    }
+    return "unknown";
+}
+
+std::optional<std::vector<uint8_t>> read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return std::nullopt;
+    return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 uint32_t cpuid_value(const std::vector<kvm_cpuid_entry2>& entries, uint32_t function, uint32_t kvm_cpuid_entry2::*reg) {
@@ -80,6 +102,13 @@ Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_po
           pvpanic_seen_ = true;
           if (!panic_since_) panic_since_ = std::chrono::steady_clock::now();
       }),
+      boot_marker_([this] {
+          std::lock_guard lock(console_mutex_);
+          if (boot_complete_ms_) return;  // the first one counts
+          boot_complete_ms_ = ms_since_start();
+          spdlog::info("guest boot complete (marker {} on port {:#x}) {:.1f} ms after process start",
+                       BootCompleteMarker::kValue, BootCompleteMarker::kPort, *boot_complete_ms_);
+      }),
       pci_(io_bus_, mmio_bus_, [this](uint32_t gsi) { return std::make_unique<KvmIrqLine>(vm_, gsi); }) {
     int max_cpus = std::min(kvm_.recommended_vcpus(), 254);
     if (config.cpus < 1 || config.cpus > static_cast<uint32_t>(max_cpus))
@@ -110,6 +139,7 @@ void Machine::add_devices() {
     io_bus_.add(0x80, 0x10, quiet_ports_);
     io_bus_.add(0xed, 1, quiet_ports_);
     io_bus_.add(PvPanic::kPort, 1, pvpanic_);
+    io_bus_.add(BootCompleteMarker::kPort, 1, boot_marker_);
     add_virtio_devices();
 }
 
@@ -143,9 +173,58 @@ void Machine::dump_device_state(bool terminal_raw) const {
     [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, report.data(), report.size());
 }
 
-void Machine::warn_about_idle_devices() const {
-    for (const VirtioSlot& slot : virtio_slots_)
-        if (auto warning = slot.transport->never_driver_ok_warning()) spdlog::warn("{}", *warning);
+std::vector<std::string> Machine::warn_about_idle_devices() const {
+    std::vector<std::string> warnings;
+    for (const VirtioSlot& slot : virtio_slots_) {
+        if (auto warning = slot.transport->never_driver_ok_warning()) {
+            spdlog::warn("{}", *warning);
+            warnings.push_back(std::move(*warning));
+        }
+    }
+    return warnings;
+}
+
+std::vector<std::string> Machine::log_boot_hints(int status) const {
+    BootFacts facts;
+    facts.exit_status = status;
+    facts.command_line = config_.command_line;
+    facts.console = config_.console;
+    facts.initrd_path = config_.initrd_path;
+    size_t disk = 0;
+    for (const VirtioSlot& slot : virtio_slots_) {
+        if (slot.device->kind().type != VirtioDeviceType::Block || disk >= config_.disks.size()) continue;
+        facts.disks.push_back({slot.name, config_.disks[disk++].path, slot.transport->ever_reached_driver_ok()});
+    }
+    {
+        std::lock_guard lock(console_mutex_);
+        facts.any_output = watcher_.any_output();
+        for (size_t i = 0; i < static_cast<size_t>(BootDeadEnd::Count); ++i)
+            facts.dead_ends[i] = watcher_.dead_end(static_cast<BootDeadEnd>(i));
+    }
+    std::vector<std::string> hints = boot_failure_hints(facts);
+    for (const std::string& hint : hints) spdlog::warn("hint: {}", hint);
+    return hints;
+}
+
+double Machine::ms_since_start() const {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - process_start_).count();
+}
+
+void Machine::build_report(int status, const std::string& cause, std::vector<std::string> hints) {
+    report_.exit_code = status;
+    report_.cause = cause;
+    report_.hints = std::move(hints);
+    std::lock_guard lock(console_mutex_);
+    const auto lines_of = [](const ConsoleWatcher::Report& saved) {
+        return RunReport::KernelReportLines{std::string(kernel_report_name(saved.kind)), saved.complete, saved.lines};
+    };
+    if (const auto& failure = watcher_.failure()) report_.kernel_report = lines_of(*failure);
+    if (const auto& panic = watcher_.panic_report()) report_.panic_report = lines_of(*panic);
+    report_.last_console_lines = watcher_.last_lines();
+    report_.timings.first_kvm_run = runners_.empty() ? std::nullopt : runners_.front()->first_run_ms();
+    report_.timings.first_console_byte = first_console_byte_ms_;
+    report_.timings.boot_complete = boot_complete_ms_;
+    report_.timings.end = ms_since_start();
 }
 
 void Machine::log_device_summaries() const {
@@ -231,9 +310,11 @@ int Machine::run() {
 
         const auto deadline = config_.timeout ? std::optional(process_start_ + *config_.timeout) : std::nullopt;
         bool timed_out = false;
+        std::vector<VcpuActivity> activity;
         while (!stop_.requested()) {
             check_for_panic();
             if (deadline && std::chrono::steady_clock::now() >= *deadline) {
+                activity = sample_vcpus();
                 timed_out = stop_.request(to_int(ExitCode::Timeout),
                                           fmt::format("--timeout {} ms ran out", config_.timeout->count()));
                 break;
@@ -255,12 +336,15 @@ int Machine::run() {
         // Output the guest queued on virtio-console but the event loop has
         // not taken yet: a panic's last lines, for the verdict.
         if (virtio_console_ != nullptr) virtio_console_->flush_output();
-        if (timed_out) report_hang();
+        if (timed_out) report_hang(activity);
     }  // the input thread stops here, before the terminal is restored
-    warn_about_idle_devices();
+    std::vector<std::string> idle_devices = warn_about_idle_devices();
     log_device_summaries();
     log_kernel_report();
     const auto [status, reason] = verdict();
+    std::vector<std::string> hints = log_boot_hints(status);
+    hints.insert(hints.end(), idle_devices.begin(), idle_devices.end());
+    build_report(status, reason, std::move(hints));
     auto level = status == to_int(ExitCode::GuestPowerOff) ? spdlog::level::info
                  : status == to_int(ExitCode::GuestCrash) || status == to_int(ExitCode::GuestPanic) ||
                          status == to_int(ExitCode::KernelReport) || status == to_int(ExitCode::Timeout)
@@ -273,6 +357,7 @@ int Machine::run() {
 void Machine::console_output(unsigned source, std::span<const uint8_t> bytes, bool to_terminal) {
     if (to_terminal) write_to_stdout(bytes);
     std::lock_guard lock(console_mutex_);
+    if (!first_console_byte_ms_ && !bytes.empty()) first_console_byte_ms_ = ms_since_start();
     if (console_log_) {
         // A full disk or a closed file must not stop the guest: the copy just ends.
         if (::write(console_log_.get(), bytes.data(), bytes.size()) < 0) console_log_.reset();
@@ -315,7 +400,7 @@ std::pair<int, std::string> Machine::verdict() const {
     if (const auto& report = watcher_.failure()) {
         return {to_int(ExitCode::KernelReport),
                 fmt::format("guest kernel reported {} (--fail-on): {}; the run ended: {}",
-                            kernel_report_name(report->kind), strip_printk_timestamp(report->lines.front()),
+                            kernel_report_name(report->kind), report->headline,
                             stop_.reason())};
     }
     return {status, stop_.reason()};
@@ -331,19 +416,57 @@ void Machine::log_kernel_report() const {
     [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, text.data(), text.size());
 }
 
-void Machine::report_hang() {
-    std::string text = fmt::format("minikvm: --timeout: {} ms passed; the guest was:\n", config_.timeout->count());
-    for (size_t i = 0; i < vcpus_.size(); ++i) {
-        const Vcpu& vcpu = *vcpus_[i];
-        const uint32_t state = vcpu.mp_state();
-        const kvm_regs regs = vcpu.regs();
-        const bool interrupts = (regs.rflags & (1u << 9)) != 0;
-        const char* what = state == KVM_MP_STATE_UNINITIALIZED || state == KVM_MP_STATE_INIT_RECEIVED
-                               ? "never started"
-                           : state == KVM_MP_STATE_HALTED ? (interrupts ? "halted, interrupts on (idle)"
-                                                                        : "halted, interrupts off")
-                                                          : "running";
-        text += fmt::format("minikvm:   vCPU {}: {}, RIP {:#x}\n", i, what, regs.rip);
+std::vector<Machine::VcpuActivity> Machine::sample_vcpus() {
+    constexpr int kRounds = 10;
+    constexpr auto kSpacing = std::chrono::milliseconds(20);
+    constexpr auto kAnswerWait = std::chrono::milliseconds(200);
+    std::vector<VcpuActivity> activity(runners_.size());
+    for (int round = 0; round < kRounds; ++round) {
+        for (auto& runner : runners_) runner->request_probe();
+        const auto give_up = std::chrono::steady_clock::now() + kAnswerWait;
+        for (size_t i = 0; i < runners_.size();) {
+            if (runners_[i]->probe_result() != VcpuRunner::ProbeResult::Pending ||
+                std::chrono::steady_clock::now() >= give_up) {
+                ++i;
+                continue;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        for (size_t i = 0; i < runners_.size(); ++i) {
+            const auto kind = static_cast<size_t>(runners_[i]->probe_result());
+            ++activity[i].count[kind];
+            activity[i].rip[kind] = runners_[i]->probe_rip();
+        }
+        std::this_thread::sleep_for(kSpacing);
+    }
+    return activity;
+}
+
+void Machine::report_hang(const std::vector<VcpuActivity>& activity) {
+    // Function names when the kernel is an ELF vmlinux with its symbol
+    // table; read only now, so a run that never times out never pays.
+    KernelSymbols symbols;
+    if (std::optional<std::vector<uint8_t>> image = read_file(config_.kernel_path))
+        symbols = KernelSymbols::from_elf(*image);
+    std::string text = fmt::format("minikvm: --timeout: {} ms passed; the guest was{}:\n", config_.timeout->count(),
+                                   activity.empty() ? "" : fmt::format(" (over {} probes of every vCPU)",
+                                                                       activity.front().total()));
+    for (size_t i = 0; i < activity.size(); ++i) {
+        const VcpuActivity& seen = activity[i];
+        // The state seen most often; a tie goes to the busier one.
+        size_t most = 0;
+        for (size_t kind = 0; kind < VcpuActivity::kKinds; ++kind)
+            if (seen.count[kind] >= seen.count[most] && seen.count[kind] > 0) most = kind;
+        const auto state = static_cast<VcpuRunner::ProbeResult>(most);
+        text += fmt::format("minikvm:   vCPU {}: {}", i, probe_state_description(state));
+        if (state != VcpuRunner::ProbeResult::NotStarted && state != VcpuRunner::ProbeResult::Pending) {
+            const uint64_t rip = seen.rip[most];
+            const std::optional<std::string> function = symbols.describe(rip);
+            text += fmt::format(", RIP {:#x}{}", rip, function ? " (" + *function + ")" : "");
+        }
+        if (seen.count[most] != seen.total())
+            text += fmt::format(" in {} of {} probes", seen.count[most], seen.total());
+        text += "\n";
     }
     for (const VirtioSlot& slot : virtio_slots_) {
         if (!slot.transport->ever_reached_driver_ok())

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "devices/acpi_pm.h"
+#include "devices/boot_complete_marker.h"
 #include "devices/cmos_rtc.h"
 #include "devices/debug_exit.h"
 #include "devices/i8042.h"
@@ -26,6 +27,7 @@
 #include "virtio/virtio_pci_legacy.h"
 #include "vmm/app/console_watcher.h"
 #include "vmm/app/machine_config.h"
+#include "vmm/app/run_report.h"
 #include "vmm/app/virtio_registry.h"
 #include "vmm/core/bus.h"
 #include "vmm/core/event_loop.h"
@@ -54,6 +56,8 @@ public:
 
     // Runs until the guest or the user ends the VM; returns the exit status.
     int run();
+    // After run(): the --report contents (exit code, cause, hints, timings).
+    const RunReport& report() const { return report_; }
 
 private:
     void add_devices();
@@ -65,8 +69,14 @@ private:
     void terminal_resized();
     // SIGUSR1: every virtio device's state, on stderr.
     void dump_device_state(bool terminal_raw) const;
-    // At exit: a warning for each virtio device the guest never initialised.
-    void warn_about_idle_devices() const;
+    // At exit: a warning for each virtio device the guest never initialised;
+    // returns them.
+    std::vector<std::string> warn_about_idle_devices() const;
+    // At exit: the hints for a failed boot (vmm/app/boot_hints.h), logged.
+    std::vector<std::string> log_boot_hints(int status) const;
+    // At exit: the --report contents.
+    void build_report(int status, const std::string& cause, std::vector<std::string> hints);
+    double ms_since_start() const;
     void set_up_vcpus(uint64_t entry);
     void probe_for_halt();
 
@@ -77,8 +87,21 @@ private:
     // Ends the run (exit 18) once a panic is known and its report is in,
     // or a second after it started.
     void check_for_panic();
+    // What each vCPU was doing over a few probes, for the hang report: one
+    // snapshot could catch an idle guest in its timer interrupt.
+    struct VcpuActivity {
+        static constexpr size_t kKinds = 5;  // VcpuRunner::ProbeResult values; Pending: no answer
+        unsigned count[kKinds] = {};
+        uint64_t rip[kKinds] = {};  // the last RIP seen in each state
+        unsigned total() const {
+            unsigned sum = 0;
+            for (unsigned n : count) sum += n;
+            return sum;
+        }
+    };
+    std::vector<VcpuActivity> sample_vcpus();
     // --timeout ran out: what every vCPU and device was doing, then exit 20.
-    void report_hang();
+    void report_hang(const std::vector<VcpuActivity>& activity);
     // The exit status and reason, with a panic or a --fail-on report taking
     // precedence over how the guest ended afterwards.
     std::pair<int, std::string> verdict() const;
@@ -95,6 +118,9 @@ private:
     ConsoleWatcher watcher_;
     std::optional<std::chrono::steady_clock::time_point> panic_since_;
     bool pvpanic_seen_ = false;
+    std::optional<double> first_console_byte_ms_;  // after process start
+    std::optional<double> boot_complete_ms_;       // the guest's BootCompleteMarker
+    RunReport report_;
     // Serves queue kicks (ioeventfds) and device backends; before the
     // devices, which unregister from it when they go.
     EventLoop event_loop_;
@@ -117,6 +143,7 @@ private:
     CmosRtc rtc_;
     QuietPorts quiet_ports_;
     PvPanic pvpanic_;
+    BootCompleteMarker boot_marker_;
     // After the buses it maps BARs on; the bridge's destructor does not
     // touch its devices.
     PciHostBridge pci_;

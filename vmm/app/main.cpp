@@ -12,10 +12,12 @@
 #include <cstdio>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "vmm/app/cli.h"
+#include "vmm/app/run_report.h"
 #include "vmm/core/error.h"
 #include "vmm/core/exit_codes.h"
 #include "vmm/app/machine.h"
@@ -49,18 +51,34 @@ int main(int argc, char** argv) {
     }
     set_up_logging(outcome.command_line->log_level);
 
+    // Opened before anything else, so an unwritable path fails at once;
+    // from here on every exit writes the report.
+    std::optional<minikvm::RunReportFile> report_file;
+    // A failure before the guest ran: its code and line are the whole report.
+    const auto failed = [&](int code, const std::string& line) {
+        std::fprintf(stderr, "minikvm: %s\n", line.c_str());
+        if (report_file) {
+            minikvm::RunReport report;
+            report.exit_code = code;
+            report.cause = line;
+            report.timings.end =
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - process_start).count();
+            report_file->write(report);
+        }
+        return code;
+    };
     try {
+        if (outcome.command_line->report_path) report_file.emplace(*outcome.command_line->report_path);
         minikvm::Machine machine(outcome.command_line->machine, process_start);
         int status = machine.run();
         rusage usage{};
         ::getrusage(RUSAGE_SELF, &usage);
         spdlog::info("peak RSS {} KiB", usage.ru_maxrss);  // guest RAM counts only where touched
+        if (report_file) report_file->write(machine.report());
         return status;
     } catch (const minikvm::VmmError& error) {
-        std::fprintf(stderr, "minikvm: %s\n", error.what());
-        return minikvm::to_int(error.code());
+        return failed(minikvm::to_int(error.code()), error.what());
     } catch (const std::exception& error) {
-        std::fprintf(stderr, "minikvm: host error: %s\n", error.what());
-        return minikvm::to_int(minikvm::ExitCode::HostError);
+        return failed(minikvm::to_int(minikvm::ExitCode::HostError), std::string("host error: ") + error.what());
     }
 }

@@ -97,10 +97,11 @@ void VcpuRunner::thread_main() {
 void VcpuRunner::loop() {
     bool first_run = true;
     while (!stop_requested_.load(std::memory_order_acquire)) {
-        if (first_run && vcpu_.index() == 0) {
-            auto elapsed = std::chrono::steady_clock::now() - process_start_;
-            spdlog::info("first KVM_RUN {:.1f} ms after process start",
-                         std::chrono::duration<double, std::milli>(elapsed).count());
+        if (first_run) {
+            const double ms =
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - process_start_).count();
+            first_run_ms_.store(ms, std::memory_order_release);
+            if (vcpu_.index() == 0) spdlog::info("first KVM_RUN {:.1f} ms after process start", ms);
         }
         first_run = false;
         int result = vcpu_.run();
@@ -119,12 +120,14 @@ void VcpuRunner::loop() {
 }
 
 void VcpuRunner::run_probe() {
-    uint32_t state = vcpu_.mp_state();
+    const uint32_t state = vcpu_.mp_state();
+    const kvm_regs regs = vcpu_.regs();
     ProbeResult result = ProbeResult::Running;
     if (state == KVM_MP_STATE_UNINITIALIZED || state == KVM_MP_STATE_INIT_RECEIVED)
         result = ProbeResult::NotStarted;
-    else if (state == KVM_MP_STATE_HALTED && !(vcpu_.regs().rflags & kRflagsInterruptEnable))
-        result = ProbeResult::HaltedForGood;
+    else if (state == KVM_MP_STATE_HALTED)
+        result = (regs.rflags & kRflagsInterruptEnable) ? ProbeResult::HaltedIdle : ProbeResult::HaltedForGood;
+    probe_rip_.store(regs.rip, std::memory_order_release);
     probe_result_.store(result, std::memory_order_release);
 }
 

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <thread>
 
 #include "vmm/core/bus.h"
@@ -16,10 +17,11 @@ namespace minikvm {
 
 class VcpuRunner {
 public:
-    // What the last halt probe found. A vCPU halted with interrupts disabled
+    // What the last probe found. A vCPU halted with interrupts disabled
     // can never run again (only an NMI could wake it): Linux without ACPI
-    // powers off exactly that way.
-    enum class ProbeResult : uint8_t { Pending, Running, NotStarted, HaltedForGood };
+    // powers off exactly that way. HaltedIdle: halted with interrupts on,
+    // waiting for one (an idle guest).
+    enum class ProbeResult : uint8_t { Pending, Running, NotStarted, HaltedIdle, HaltedForGood };
 
     // `process_start` is when main() began: vCPU 0 logs the time to its first KVM_RUN.
     VcpuRunner(Vcpu& vcpu, IoBus& io_bus, MmioBus& mmio_bus, StopRequest& stop,
@@ -41,6 +43,13 @@ public:
 
     void request_probe();
     ProbeResult probe_result() const { return probe_result_.load(std::memory_order_acquire); }
+    // The RIP the last probe saw; valid once probe_result() is not Pending.
+    uint64_t probe_rip() const { return probe_rip_.load(std::memory_order_acquire); }
+    // Milliseconds from process start to this vCPU's first KVM_RUN; nullopt before it.
+    std::optional<double> first_run_ms() const {
+        const double ms = first_run_ms_.load(std::memory_order_acquire);
+        return ms < 0 ? std::nullopt : std::optional(ms);
+    }
 
 private:
     void thread_main();
@@ -58,7 +67,9 @@ private:
     std::atomic<bool> stop_requested_{false};
     std::atomic<bool> probe_requested_{false};
     std::atomic<ProbeResult> probe_result_{ProbeResult::Pending};
+    std::atomic<uint64_t> probe_rip_{0};
     std::chrono::steady_clock::time_point process_start_;
+    std::atomic<double> first_run_ms_{-1};
 };
 
 }  // namespace minikvm
