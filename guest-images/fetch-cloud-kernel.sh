@@ -6,8 +6,19 @@
 #   vmlinuz         the package's bzImage
 #   initramfs.cpio  the minimal initramfs (build-initramfs.sh) plus the virtio
 #                   modules in /lib/modules/minikvm/ with a modules.order that
-#                   the guest /init loads in order
+#                   the guest /init loads in order, and the test-only
+#                   provoke module (see below) in
+#                   /lib/modules/minikvm/test-only/, outside modules.order
 #   kernel.release  e.g. 6.1.0-56-cloud-amd64
+#   headers/        the kernel's headers packages (linux-headers-<release>,
+#                   its -common and linux-kbuild-<x.y>, all at the image's
+#                   package version), unpacked with dpkg-deb -x, never
+#                   installed: what the provoke module is built against
+#
+# The provoke module (guest-images/provoke/, minikvm_provoke.ko) stands in
+# for LKDTM, which this kernel lacks: the guest /init's warn and oops tests
+# insmod it to get a WARNING or an oops on demand. It is rebuilt whenever
+# the initramfs is (its sources are part of the cache key).
 #
 # Usage: fetch-cloud-kernel.sh [--refresh]
 #   Without --refresh a complete cached kernel is reused without asking apt
@@ -106,8 +117,10 @@ fi
 
 # --- initramfs: minimal initramfs + modules --------------------------------
 minimal=$(tail -n1 < <("$GUEST_IMAGES_DIR/build-initramfs.sh"))
+# The test-only provoke module's sources (copied to a scratch dir to build).
+PROVOKE_SOURCES=("$GUEST_IMAGES_DIR/provoke/Kbuild" "$GUEST_IMAGES_DIR/provoke/minikvm_provoke.c")
 key=$({
-  cat "$minimal.key" "${BASH_SOURCE[0]}" "$GUEST_IMAGES_DIR/lib.sh"
+  cat "$minimal.key" "${BASH_SOURCE[0]}" "$GUEST_IMAGES_DIR/lib.sh" "${PROVOKE_SOURCES[@]}"
   echo "$krel"
 } | short_hash)
 out="$dir/initramfs.cpio"
@@ -179,9 +192,72 @@ done
 ((${#skipped[@]} == 0)) || log "built into the kernel, skipped: ${skipped[*]}"
 log "modules in load order: ${order[*]:-(none)}"
 
+# --- Kernel headers, for the provoke module --------------------------------
+# The three packages a `make -C .../build M=...` needs, at exactly the
+# image's package version, unpacked once into $dir/headers/ (no root, no
+# system install). Their Makefiles and symlinks are relative except one: the
+# flavour Makefile says `include /usr/src/linux-headers-<x>-common/Makefile`,
+# rewritten here to the unpacked copy (kbuild takes the source tree from the
+# included Makefile's own path, so the rest follows).
+pkgver=$(cut -d' ' -f2 "$dir/package")
+[ -n "$pkgver" ] || die "no package version in $dir/package"
+hdir="$dir/headers"
+kbuild_dir="$hdir/usr/src/linux-headers-$krel"
+if [ ! -f "$hdir/.extracted" ]; then
+  common="linux-headers-${krel%-cloud-amd64}-common"
+  kbuild_pkg="linux-kbuild-$(cut -d. -f1,2 <<<"$krel")" # linux-kbuild-6.1
+  hpkgs=("linux-headers-$krel=$pkgver" "$common=$pkgver" "$kbuild_pkg=$pkgver")
+  log "downloading ${hpkgs[*]}"
+  htmp=$(mktemp -d "$CACHE/.cloud-headers.XXXXXX")
+  trap 'rm -rf "$htmp"' EXIT
+  (cd "$htmp" && apt-get download -q -o APT::Sandbox::User="$(id -un)" \
+    "${hpkgs[@]}" >&2) ||
+    die "cannot download ${hpkgs[*]}: the headers must match the kernel's" \
+      "package version exactly (run apt-get update, or move to a newer kernel with --refresh)"
+  mkdir "$htmp/root"
+  for deb in "$htmp"/*.deb; do
+    dpkg-deb -x "$deb" "$htmp/root" || die "dpkg-deb -x $deb failed"
+  done
+  mk="$htmp/root/usr/src/linux-headers-$krel/Makefile"
+  grep -q "^include /usr/src/$common/Makefile\$" "$mk" ||
+    die "$mk does not include /usr/src/$common/Makefile; the fix-up below needs updating"
+  sed -i "s|^include /usr/src/$common/|include \$(dir \$(realpath \$(lastword \$(MAKEFILE_LIST))))../$common/|" "$mk"
+  [ -f "$htmp/root/usr/src/$common/Makefile" ] || die "$common has no Makefile"
+  [ -f "$htmp/root/usr/src/linux-headers-$krel/scripts/Makefile.build" ] ||
+    die "linux-headers-$krel/scripts does not lead to $kbuild_pkg's scripts"
+  rm -rf "$hdir"
+  mv "$htmp/root" "$hdir"
+  touch "$hdir/.extracted"
+  rm -rf "$htmp"
+  trap - EXIT
+  log "unpacked the headers to $hdir ($(du -sh "$hdir" | cut -f1))"
+fi
+
 stage=$(mktemp -d "$CACHE/.cloud-initramfs-stage.XXXXXX")
-trap 'rm -rf "$stage" "$out.tmp"' EXIT
+# Always the same path (we hold the lock): the module's build ID hashes it.
+pbuild="$dir/.provoke-build"
+trap 'rm -rf "$stage" "$out.tmp" "$pbuild"' EXIT
 mkdir -p "$stage/lib/modules/minikvm"
+
+# --- The test-only provoke module ------------------------------------------
+# Built out of tree in a scratch copy (kbuild writes next to the sources),
+# debug info stripped; it goes beside the virtio modules but not into
+# modules.order: only /init's warn and oops tests insmod it.
+rm -rf "$pbuild"
+mkdir "$pbuild"
+cp "${PROVOKE_SOURCES[@]}" "$pbuild/"
+log "building the provoke module against $kbuild_dir"
+make -C "$kbuild_dir" M="$pbuild" modules >&2 ||
+  die "building guest-images/provoke/ against linux-headers-$krel failed (see above)"
+ko="$pbuild/minikvm_provoke.ko"
+[ -s "$ko" ] || die "the provoke module build made no $ko"
+# (grep -q would quit early: SIGPIPE for tr, a failure under pipefail.)
+tr '\0' '\n' <"$ko" | grep -a "^vermagic=$krel " >/dev/null ||
+  die "minikvm_provoke.ko's vermagic is not for $krel"
+mkdir "$stage/lib/modules/minikvm/test-only"
+strip --strip-debug -o "$stage/lib/modules/minikvm/test-only/minikvm_provoke.ko" "$ko"
+rm -rf "$pbuild"
+
 for m in "${order[@]}"; do
   src="$moddir/${mod_path[$m]}"
   dst="$stage/lib/modules/minikvm/$m.ko"

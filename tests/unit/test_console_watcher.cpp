@@ -79,6 +79,27 @@ TEST_CASE("console watcher: a WARNING is saved from its first line to its end ma
     CHECK_FALSE(oops_only.failure());
 }
 
+TEST_CASE("console watcher: the cloud kernel's WARN() and oops, with timestamps, from the test module", "[console-watcher]") {
+    ConsoleWatcher warn(kinds({KernelReport::Warn, KernelReport::Oops}));
+    feed(warn, 0, fixture("warn-provoke-cloud.txt"));
+    REQUIRE(warn.failure());
+    CHECK(warn.failure()->kind == KernelReport::Warn);
+    CHECK(warn.failure()->complete);
+    // The WARN()'s message precedes its WARNING line: both are in the report.
+    CHECK_THAT(warn.failure()->lines.at(0), Contains("------------[ cut here ]------------"));
+    CHECK_THAT(warn.failure()->lines.at(1), Contains("minikvm-provoke: WARNING requested"));
+    CHECK_THAT(warn.failure()->headline, StartsWith("WARNING: CPU: 0 PID: 110 at minikvm_provoke.c:53"));
+    CHECK_THAT(warn.failure()->lines.back(), Contains("---[ end trace "));
+
+    ConsoleWatcher oops(kinds({KernelReport::Oops}));
+    feed(oops, 0, fixture("oops-provoke-cloud.txt"));
+    REQUIRE(oops.failure());
+    CHECK(oops.failure()->complete);
+    CHECK_THAT(oops.failure()->lines.front(), Contains("BUG: kernel NULL pointer dereference, address: 0000000000000000"));
+    CHECK(oops.failure()->headline == "BUG: kernel NULL pointer dereference, address: 0000000000000000");
+    CHECK_THAT(oops.failure()->lines.back(), Contains("---[ end trace "));
+}
+
 TEST_CASE("console watcher: an oops starts at its BUG line, even when split at every byte", "[console-watcher]") {
     const std::string text = fixture("oops-lkdtm-minimal.txt");
     ConsoleWatcher whole(kinds({KernelReport::Oops}));
