@@ -15,7 +15,22 @@
  *                  notify-to-completion latency, and notifies per second
  *   bench-clock    two lines, "mark=0 ns=N" and "mark=1 ns=N" about
  *                  `clock-ms=N` (default 1000) apart by the guest's clock,
- *                  for scripts/bench to time against the host's clock */
+ *                  for scripts/bench to time against the host's clock
+ *
+ * Console throughput: kernel-log-like text (lines of about 80 bytes,
+ * "[    1.234567] message\n", no panic/oops/warning wording) built before
+ * the clock starts; ops = bytes, ops_per_s = bytes/s, and the line ends
+ * with crc32=X (zlib's CRC-32 of the text) so the host can check that every
+ * byte arrived. The last byte of the text is always '\n'.
+ *
+ *   bench-serial-out   `serial-out-bytes=N` (default 16384) bytes to the
+ *                      8250's THR at 0x3f8, each after polling LSR for THRE
+ *                      as a console driver does (two exits per byte);
+ *                      p50/p99 per byte
+ *   bench-console-out  `console-out-bytes=N` (default 16 MiB) bytes through
+ *                      virtio-console's transmitq, one 4 KiB buffer per
+ *                      descriptor, 8 in flight: refill, notify, poll the used
+ *                      ring; p50/p99 per 4 KiB buffer (added to returned) */
 #include "bench.h"
 #include "clock.h"
 #include "console.h"
@@ -50,6 +65,19 @@ void sort_u64(uint64_t* v, unsigned n) {
 
 uint64_t cycles_to_ns(uint64_t cycles) { return cycles * 1000000000ull / tsc_hz(); }
 
+/* The report line: the mean and rate from the whole run's `total_ns`, the
+ * percentiles from `kept` samples (TSC cycles; sorted here); `extra` is
+ * appended after ops_per_s. */
+static void report(unsigned n, uint64_t total_ns, uint64_t* samples, unsigned kept, const char* extra) {
+    sort_u64(samples, kept);
+    const uint64_t mean_ns_x10 = total_ns * 10 / n;
+    info("ops=%u ns_per_op=%llu.%llu p50_ns=%llu p99_ns=%llu ops_per_s=%llu%s", n,
+         (unsigned long long)(mean_ns_x10 / 10), (unsigned long long)(mean_ns_x10 % 10),
+         (unsigned long long)cycles_to_ns(samples[kept / 2]),
+         (unsigned long long)cycles_to_ns(samples[kept * 99 / 100]),
+         (unsigned long long)(total_ns ? (uint64_t)n * 1000000000ull / total_ns : 0), extra);
+}
+
 /* Runs `op` `n` times; every op is timed on its own for the percentiles
  * (the first MAX_SAMPLES), the whole run for the mean and the rate. */
 static void measure(unsigned n, bool (*op)(void)) {
@@ -64,14 +92,7 @@ static void measure(unsigned n, bool (*op)(void)) {
         }
         if (i < kept) samples[i] = rdtsc() - t0;
     }
-    const uint64_t total_ns = cycles_to_ns(rdtsc() - start);
-    sort_u64(samples, kept);
-    const uint64_t mean_ns_x10 = total_ns * 10 / n;
-    info("ops=%u ns_per_op=%llu.%llu p50_ns=%llu p99_ns=%llu ops_per_s=%llu", n,
-         (unsigned long long)(mean_ns_x10 / 10), (unsigned long long)(mean_ns_x10 % 10),
-         (unsigned long long)cycles_to_ns(samples[kept / 2]),
-         (unsigned long long)cycles_to_ns(samples[kept * 99 / 100]),
-         (unsigned long long)(total_ns ? (uint64_t)n * 1000000000ull / total_ns : 0));
+    report(n, cycles_to_ns(rdtsc() - start), samples, kept, "");
 }
 
 static bool pio_op(void) {
@@ -128,10 +149,164 @@ static bool bench_clock(void) {
     return true;
 }
 
+/* ---- Console throughput ---------------------------------------------------- */
+
+#define SERIAL_THR 0          /* transmit holding register (write) */
+#define SERIAL_LSR 5          /* line status */
+#define SERIAL_LSR_THRE 0x20  /* THR empty: the next byte may go */
+#define DEFAULT_SERIAL_OUT_BYTES 16384u
+#define DEFAULT_CONSOLE_OUT_BYTES (16u << 20)
+#define MAX_CONSOLE_OUT_BYTES (64u << 20)
+#define CONSOLE_OUT_CHUNK 4096u
+#define CONSOLE_OUT_IN_FLIGHT 8u
+
+/* What a booting kernel prints, none of it a report the VMM watches for
+ * (no "Kernel panic", "Oops", "BUG:", "WARNING:", "INFO: task" ...). */
+static const char* const log_messages[] = {
+    "pci 0000:00:1f.2: [8086:2922] type 00 class 0x010601 conventional PCI endpoint",
+    "ACPI: PCI: Interrupt link LNKD configured for IRQ 11",
+    "clocksource: tsc: mask: 0xffffffffffffffff max_cycles: 0x25a39a8c8a3, max_idle_ns: 440795",
+    "Memory: 1004340K/1048052K available (16384K kernel code, 2560K rwdata, 6772K rodata)",
+    "virtio_blk virtio2: [vda] 2097152 512-byte logical blocks (1.07 GB/1.00 GiB)",
+    "EXT4-fs (vda): mounted filesystem 3f1c2a4e-0b7d-4e15 r/w with ordered data mode.",
+    "systemd[1]: Started systemd-journald.service - Journal Service.",
+    "tcp_listen_portaddr_hash hash table entries: 1024 (order: 2, 16384 bytes, linear)",
+    "NET: Registered PF_INET6 protocol family",
+    "Freeing unused kernel image (initmem) memory: 2740K",
+    "virtio_net virtio1 enp0s3: renamed from eth0",
+    "audit: type=1400 audit(1700000000.123:42): apparmor=\"STATUS\" operation=\"profile_load\"",
+    "usb 1-1: new high-speed USB device number 2 using xhci_hcd",
+    "sd 0:0:0:0: [sda] 41943040 512-byte logical blocks: (21.5 GB/20.0 GiB)",
+    "random: crng init done",
+    "systemd[1]: Mounted sys-kernel-debug.mount - Kernel Debug File System.",
+    "e1000e 0000:00:19.0 eth0: NIC Link is Up 1000 Mbps Full Duplex, Flow Control: Rx/Tx",
+    "Run /sbin/init as init process",
+    "x86/fpu: Supporting XSAVE feature 0x002: 'SSE registers'",
+    "smpboot: CPU0: Intel(R) Xeon(R) CPU @ 2.60GHz (family: 0x6, model: 0x55, stepping: 0x7)",
+};
+
+/* `key=N` from the command line, or `fallback` (also for 0), at most `max`. */
+static uint32_t cmdline_bytes(const char* key, uint32_t fallback, uint32_t max) {
+    char value[16];
+    if (!cmdline_value(key, value, sizeof value)) return fallback;
+    uint64_t n = 0;
+    for (const char* p = value; *p >= '0' && *p <= '9'; ++p) n = n * 10 + (uint64_t)(*p - '0');
+    return n == 0 ? fallback : n > max ? max : (uint32_t)n;
+}
+
+/* Fills out[0..n) with log lines, "[seconds.micros] message\n", timestamps
+ * rising about 1.8 ms a line; the last byte is '\n' whatever line it cuts. */
+static void log_text(char* out, uint32_t n) {
+    char line[160];
+    uint32_t at = 0;
+    for (uint32_t k = 0; at < n; ++k) {
+        const uint64_t us = 1500000ull + (uint64_t)k * 1789u + (k * 7919u) % 997u;
+        const char* message = log_messages[(k * 7u + k / 13u) % ARRAY_SIZE(log_messages)];
+        const int len = format(line, sizeof line, "[%5u.%06u] %s\n", (unsigned)(us / 1000000u),
+                               (unsigned)(us % 1000000u), message);
+        for (int i = 0; i < len && at < n; ++i) out[at++] = line[i];
+    }
+    out[n - 1] = '\n';
+}
+
+/* zlib's CRC-32 (reflected, polynomial 0xedb88320), for the host to check. */
+static uint32_t crc32(const char* data, uint32_t n) {
+    static uint32_t table[256];
+    if (table[1] == 0)
+        for (uint32_t i = 0; i < 256; ++i) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; ++k) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+            table[i] = c;
+        }
+    uint32_t crc = 0xffffffffu;
+    for (uint32_t i = 0; i < n; ++i) crc = table[(crc ^ (uint8_t)data[i]) & 0xff] ^ (crc >> 8);
+    return crc ^ 0xffffffffu;
+}
+
+static bool bench_serial_out(void) {
+    const uint32_t n = cmdline_bytes("serial-out-bytes", DEFAULT_SERIAL_OUT_BYTES, MAX_CONSOLE_OUT_BYTES);
+    char* text = alloc_zeroed(n, 64);
+    log_text(text, n);
+    uint64_t* samples = alloc_zeroed(sizeof(uint64_t) * MAX_SAMPLES, 8);
+    const unsigned kept = n < MAX_SAMPLES ? n : MAX_SAMPLES;
+    const uint64_t start = rdtsc();
+    for (uint32_t i = 0; i < n; ++i) {
+        const uint64_t t0 = rdtsc();
+        /* Like Linux's 8250 console (wait_for_xmitr): THRE, then the byte. */
+        for (unsigned spins = 0; !(inb(COM1_PORT + SERIAL_LSR) & SERIAL_LSR_THRE); ++spins)
+            if (spins == 100000) return fail("LSR never showed THRE before byte %u", i);
+        outb(COM1_PORT + SERIAL_THR, (uint8_t)text[i]);
+        if (i < kept) samples[i] = rdtsc() - t0;
+    }
+    const uint64_t total_ns = cycles_to_ns(rdtsc() - start);
+    char extra[24];
+    format(extra, sizeof extra, " crc32=%08x", crc32(text, n));
+    report(n, total_ns, samples, kept, extra);
+    return true;
+}
+
+struct console_out_chunk {
+    uint64_t added; /* TSC when it went into the ring */
+};
+
+static bool bench_console_out(void) {
+    if (!console_find()) return skip("no virtio-console");
+    /* No EVENT_IDX: every batch is notified. */
+    if (!console_start(0)) return false;
+    struct virtq* tx = &console_dev.tx;
+    const uint32_t n = cmdline_bytes("console-out-bytes", DEFAULT_CONSOLE_OUT_BYTES, MAX_CONSOLE_OUT_BYTES);
+    char* text = alloc_zeroed(n, 4096);
+    log_text(text, n);
+    const uint32_t chunks = (n + CONSOLE_OUT_CHUNK - 1) / CONSOLE_OUT_CHUNK;
+    struct console_out_chunk* chunk = alloc_zeroed(sizeof *chunk * chunks, 16);
+    uint64_t* samples = alloc_zeroed(sizeof(uint64_t) * MAX_SAMPLES, 8);
+    const unsigned kept = chunks < MAX_SAMPLES ? chunks : MAX_SAMPLES;
+    const unsigned depth = tx->size < CONSOLE_OUT_IN_FLIGHT ? tx->size : CONSOLE_OUT_IN_FLIGHT;
+    const uint64_t timeout = 5 * tsc_hz();
+    uint32_t next = 0, done = 0;
+    unsigned busy = 0;
+    const uint64_t start = rdtsc();
+    while (done < chunks) {
+        unsigned added = 0;
+        for (; busy < depth && next < chunks; ++next, ++busy, ++added) {
+            const uint32_t offset = next * CONSOLE_OUT_CHUNK;
+            const uint32_t len = n - offset < CONSOLE_OUT_CHUNK ? n - offset : CONSOLE_OUT_CHUNK;
+            const struct virtq_buf buf = {text + offset, len};
+            chunk[next].added = rdtsc();
+            if (virtq_add(tx, &buf, 1, 0, &chunk[next]) < 0) return fail("transmitq full at buffer %u", next);
+        }
+        if (added && virtq_kick_prepare(tx)) vp_notify(&console_dev.dev, CONSOLE_TX);
+        const uint64_t wait = rdtsc();
+        while (!virtq_has_used(tx)) {
+            if (rdtsc() - wait > timeout)
+                return fail("%u buffers in flight, none returned in 5 s (%u of %u done)", busy, done, chunks);
+            cpu_relax();
+        }
+        while (virtq_has_used(tx)) {
+            uint32_t len = 0;
+            struct console_out_chunk* got = virtq_get(tx, &len);
+            const uint64_t now = rdtsc();
+            if (!got || got < chunk || got >= chunk + chunks)
+                return fail("used ring returned a foreign token (%s)", tx->device_error ? tx->device_error : "");
+            const uint32_t i = (uint32_t)(got - chunk);
+            if (i < kept) samples[i] = now - got->added;
+            ++done;
+            --busy;
+        }
+    }
+    const uint64_t total_ns = cycles_to_ns(rdtsc() - start);
+    char extra[24];
+    format(extra, sizeof extra, " crc32=%08x", crc32(text, n));
+    report(n, total_ns, samples, kept, extra);
+    return true;
+}
+
 const struct test bench_tests[] = {
     {"bench-pio", bench_pio, "benchmark: port-I/O exit round trip (port 0x80)"},
     {"bench-mmio", bench_mmio, "benchmark: MMIO exit round trip (unmapped address)"},
     {"bench-console", bench_console, "benchmark: virtio-console notify-to-completion latency"},
+    {"bench-serial-out", bench_serial_out, "benchmark: kernel-log text through the 8250 (THRE poll, THR write)"},
+    {"bench-console-out", bench_console_out, "benchmark: kernel-log text through virtio-console, 4 KiB buffers"},
     {"bench-clock", bench_clock, "benchmark: two marks clock-ms apart by the guest's clock, for the host to time"},
 };
 const unsigned bench_test_count = ARRAY_SIZE(bench_tests);
