@@ -12,6 +12,10 @@
  *   EXCEPTION  a write through a NULL pointer: "BUG: kernel NULL pointer
  *              dereference" + "Oops: ..."; the kernel kills only the
  *              writing process (as LKDTM's EXCEPTION)
+ *   HUNG_TASK  the writer sleeps 5 s uninterruptibly (D state), so with
+ *              kernel.hung_task_timeout_secs=1 the hung-task detector
+ *              reports it ("INFO: task ... blocked for more than"); then
+ *              the write returns (LKDTM's HUNG_TASK never does)
  *
  * Anything else is refused with EINVAL. guest-images/fetch-cloud-kernel.sh
  * builds it against the cloud kernel's headers and puts it into the cloud
@@ -22,6 +26,7 @@
 #define pr_fmt(fmt) "minikvm-provoke: " fmt
 
 #include <linux/debugfs.h>
+#include <linux/delay.h>
 #include <linux/fs.h>
 #include <linux/module.h>
 #include <linux/string.h>
@@ -54,6 +59,10 @@ static ssize_t provoke_write(struct file *file, const char __user *ubuf,
 	} else if (sysfs_streq(buf, "EXCEPTION")) {
 		pr_info("Performing EXCEPTION\n");
 		provoke_exception();
+	} else if (sysfs_streq(buf, "HUNG_TASK")) {
+		pr_info("Performing HUNG_TASK: 5 s in D state\n");
+		/* msleep sleeps TASK_UNINTERRUPTIBLE: what the detector looks for. */
+		msleep(5000);
 	} else {
 		return -EINVAL;
 	}
@@ -73,7 +82,7 @@ static int __init provoke_init(void)
 					   &provoke_fops);
 	if (IS_ERR(provoke_file))
 		return PTR_ERR(provoke_file);
-	pr_info("TEST-ONLY module loaded: write WARNING or EXCEPTION to /sys/kernel/debug/minikvm-provoke\n");
+	pr_info("TEST-ONLY module loaded: write WARNING, EXCEPTION or HUNG_TASK to /sys/kernel/debug/minikvm-provoke\n");
 	return 0;
 }
 
@@ -86,4 +95,4 @@ module_init(provoke_init);
 module_exit(provoke_exit);
 
 MODULE_LICENSE("GPL");
-MODULE_DESCRIPTION("TEST-ONLY: a kernel WARNING or oops on demand for minikvm's boot tests");
+MODULE_DESCRIPTION("TEST-ONLY: a kernel WARNING, oops or hung task on demand for minikvm's boot tests");

@@ -135,6 +135,16 @@ TEST_CASE("console watcher: KASAN ends at its closing banner, a hung task at its
     CHECK(hung.failure()->complete);
     CHECK_THAT(hung.failure()->lines.back(), Contains("</TASK>"));
     CHECK(hung.failure()->lines.size() == 14);  // not the line after it
+
+    // The real one (cloud kernel, test module), timestamps and all; the
+    // detector's later reports of the same task are not appended.
+    ConsoleWatcher real(kinds({KernelReport::HungTask}));
+    feed(real, 0, fixture("hung-task-provoke-cloud.txt") + fixture("hung-task-provoke-cloud.txt"));
+    REQUIRE(real.failure());
+    CHECK(real.failure()->complete);
+    CHECK(real.failure()->headline == "INFO: task init:110 blocked for more than 1 seconds.");
+    CHECK(real.failure()->lines.size() == 32);
+    CHECK_THAT(real.failure()->lines.back(), Contains("</TASK>"));
 }
 
 TEST_CASE("console watcher: consoles interleaved byte by byte keep their own lines", "[console-watcher]") {
