@@ -64,6 +64,11 @@ Kvm Kvm::open(const std::string& path) {
 
 int Kvm::check_extension(long capability) const { return ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, capability); }
 
+uint32_t Kvm::max_irq_routes() const {
+    const int n = check_extension(KVM_CAP_IRQ_ROUTING);
+    return n > 0 ? static_cast<uint32_t>(n) : 0;
+}
+
 int Kvm::recommended_vcpus() const {
     int n = check_extension(KVM_CAP_NR_VCPUS);
     return n > 0 ? n : 4;  // the API documents 4 when the capability is absent

@@ -24,6 +24,8 @@ public:
 
     int recommended_vcpus() const;
     int max_vcpus() const;
+    // Entries KVM's interrupt routing table may hold (KVM_CAP_IRQ_ROUTING); 0 without routing.
+    uint32_t max_irq_routes() const;
     size_t vcpu_mmap_size() const;
     std::vector<kvm_cpuid_entry2> supported_cpuid() const;
     std::vector<uint32_t> msr_index_list() const;

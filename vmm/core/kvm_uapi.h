@@ -15,3 +15,4 @@
 static_assert(sizeof(kvm_cpuid2) == 8, "kvm_cpuid2 layout must match the kernel's");
 static_assert(sizeof(kvm_msrs) == 8, "kvm_msrs layout must match the kernel's");
 static_assert(sizeof(kvm_msr_list) == 4, "kvm_msr_list layout must match the kernel's");
+static_assert(sizeof(kvm_irq_routing) == 8, "kvm_irq_routing layout must match the kernel's");

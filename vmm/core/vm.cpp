@@ -4,7 +4,9 @@
 #include <sys/ioctl.h>
 
 #include <cerrno>
+#include <cstring>
 #include <system_error>
+#include <vector>
 
 #include "vmm/core/error.h"
 
@@ -87,6 +89,23 @@ void Vm::remove_irqfd(int trigger, uint32_t gsi) const {
     request.gsi = gsi;
     request.flags = KVM_IRQFD_FLAG_DEASSIGN;
     check(::ioctl(fd_.get(), KVM_IRQFD, &request), "KVM_IRQFD deassign");
+}
+
+void Vm::add_irqfd(int trigger, uint32_t gsi) const {
+    kvm_irqfd request{};
+    request.fd = static_cast<uint32_t>(trigger);
+    request.gsi = gsi;
+    check(::ioctl(fd_.get(), KVM_IRQFD, &request), "KVM_IRQFD");
+}
+
+void Vm::set_gsi_routing(std::span<const kvm_irq_routing_entry> entries) const {
+    // kvm_irq_routing ends in a flexible array: header and entries in one buffer.
+    std::vector<uint8_t> buffer(sizeof(kvm_irq_routing) + entries.size_bytes());
+    auto* table = reinterpret_cast<kvm_irq_routing*>(buffer.data());
+    table->nr = static_cast<uint32_t>(entries.size());
+    table->flags = 0;
+    std::memcpy(buffer.data() + sizeof(kvm_irq_routing), entries.data(), entries.size_bytes());
+    check(::ioctl(fd_.get(), KVM_SET_GSI_ROUTING, table), "KVM_SET_GSI_ROUTING");
 }
 
 void Vm::set_irq_line(uint32_t gsi, bool level) const {

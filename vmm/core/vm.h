@@ -3,6 +3,7 @@
 // interrupt lines.
 
 #include <cstdint>
+#include <span>
 
 #include "vmm/core/guest_memory.h"
 #include "vmm/core/kvm.h"
@@ -38,6 +39,11 @@ public:
     // the device can assert again if its condition still holds.
     void add_level_irqfd(int trigger, int resample, uint32_t gsi) const;
     void remove_irqfd(int trigger, uint32_t gsi) const;
+    // Edge-triggered: a write to `trigger` signals `gsi` once (an MSI route).
+    void add_irqfd(int trigger, uint32_t gsi) const;
+
+    // Replaces KVM's whole interrupt routing table (GsiRouting owns it).
+    void set_gsi_routing(std::span<const kvm_irq_routing_entry> entries) const;
 
 private:
     explicit Vm(UniqueFd fd) : fd_(std::move(fd)) {}
