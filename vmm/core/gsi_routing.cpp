@@ -44,6 +44,11 @@ bool GsiRoutingTable::update_msi(uint32_t gsi, const MsiMessage& message) {
 
 bool GsiRoutingTable::remove_msi(uint32_t gsi) { return msi_.erase(gsi) == 1; }
 
+std::optional<MsiMessage> GsiRoutingTable::msi(uint32_t gsi) const {
+    const auto it = msi_.find(gsi);
+    return it == msi_.end() ? std::nullopt : std::optional(it->second);
+}
+
 std::vector<kvm_irq_routing_entry> GsiRoutingTable::entries() const {
     std::vector<kvm_irq_routing_entry> entries;
     entries.reserve(default_route_count() + msi_.size());
@@ -88,17 +93,14 @@ std::optional<uint32_t> GsiRouting::add_msi(const MsiMessage& message, std::stri
 
 bool GsiRouting::update_msi(uint32_t gsi, const MsiMessage& message, std::string& error) {
     std::lock_guard lock(mutex_);
-    const std::vector<kvm_irq_routing_entry> before = table_.entries();
-    MsiMessage old;
-    for (const kvm_irq_routing_entry& entry : before)
-        if (entry.gsi == gsi && entry.type == KVM_IRQ_ROUTING_MSI)
-            old = {uint64_t{entry.u.msi.address_hi} << 32 | entry.u.msi.address_lo, entry.u.msi.data};
-    if (!table_.update_msi(gsi, message)) {
+    const std::optional<MsiMessage> old = table_.msi(gsi);
+    if (!old) {
         error = fmt::format("GSI {} has no MSI route", gsi);
         return false;
     }
+    table_.update_msi(gsi, message);
     if (commit(error)) return true;
-    table_.update_msi(gsi, old);
+    table_.update_msi(gsi, *old);
     return false;
 }
 

@@ -45,6 +45,8 @@ public:
     // False when `gsi` holds no MSI route.
     bool update_msi(uint32_t gsi, const MsiMessage& message);
     bool remove_msi(uint32_t gsi);
+    // The message `gsi` routes to; nullopt when it holds no MSI route.
+    std::optional<MsiMessage> msi(uint32_t gsi) const;
     size_t msi_routes() const { return msi_.size(); }
 
     // Every entry, the default routes first, as KVM_SET_GSI_ROUTING takes them.
