@@ -34,7 +34,12 @@ bool MsixTable::entry_masked(const Entry& entry) { return (entry.bytes[12] & kVe
 
 bool MsixTable::valid_message(const MsiMessage& message) {
     // The x86 interrupt window: address bits 31-20 are 0xFEE, nothing above.
-    return (message.address >> 20) == 0xfee;
+    if ((message.address >> 20) != 0xfee) return false;
+    // Data (Intel SDM vol. 3, 11.11.2): bits 31-16 are reserved, and so are
+    // delivery modes 011 and 110.
+    if ((message.data >> 16) != 0) return false;
+    const uint32_t delivery_mode = (message.data >> 8) & 7;
+    return delivery_mode != 3 && delivery_mode != 6;
 }
 
 void MsixTable::read_table(uint64_t offset, std::span<uint8_t> data) const {

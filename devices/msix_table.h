@@ -10,8 +10,10 @@
 //   hardware);
 // - the PBA is read-only; reserved bits of vector control read as zero.
 // A message whose address is not in the x86 interrupt window (0xFEExxxxx,
-// upper half zero) would be a DMA write, not an interrupt: it is refused
-// (counted, reported through `on_refused`), never delivered.
+// upper half zero) would be a DMA write, not an interrupt; one with
+// reserved data bits set (31-16, or delivery mode 011 or 110) means nothing
+// to the CPU. Both are refused (counted, reported through `on_refused`),
+// never delivered.
 //
 // Accesses of any width and offset inside the table are merged bytewise
 // (the spec asks for aligned dwords or qwords; other widths are undefined

@@ -53,6 +53,11 @@ public:
     // vCPU thread whose config write caused it: do not call back into the
     // bridge. Not called when the bridge is destroyed.
     virtual void bar_mapping_changed(unsigned /*index*/, std::optional<uint32_t> /*base*/) {}
+    // Called after every guest write to config(), with the bytes it
+    // covered: for registers the device acts on itself (an MSI-X
+    // capability's enable and mask bits). Runs under the bridge's lock, on
+    // the writing vCPU's thread: do not call back into the bridge.
+    virtual void config_written(uint32_t /*offset*/, uint32_t /*length*/) {}
     // Called once at registration, before connect_intx(), with the address
     // the bridge gave the device: for logs and diagnostics. Runs under the
     // bridge's lock: do not call back into the bridge.

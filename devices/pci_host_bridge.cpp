@@ -171,8 +171,10 @@ void PciHostBridge::write(uint64_t offset, std::span<const uint8_t> data) {
     if (trace()) trace_access("write", offset, data, target.config != nullptr);
     if (target.config == nullptr) return;
     const auto byte_in_dword = static_cast<uint32_t>(offset - kDataWindowOffset);
-    const PciConfigChanges changes = target.config->write(register_of(config_address_) + byte_in_dword, data);
+    const uint32_t config_offset = register_of(config_address_) + byte_in_dword;
+    const PciConfigChanges changes = target.config->write(config_offset, data);
     if (target.slot == nullptr) return;  // the bridge itself has no BARs and no interrupt
+    target.slot->device->config_written(config_offset, static_cast<uint32_t>(data.size()));
     if (changes.decoding_may_have_changed())
         update_bar_mappings(static_cast<uint8_t>(device_of(config_address_)), *target.slot);
     if (changes.intx_disable_changed) target.slot->intx->refresh();

@@ -148,6 +148,23 @@ TEST_CASE("MSI-X: a message outside the interrupt window is refused, not deliver
     CHECK_FALSE(rig.table.pending(0));
 }
 
+TEST_CASE("MSI-X: a message with reserved data bits is refused", "[msix]") {
+    Rig rig;
+    rig.table.set_control(true, false);
+    const auto try_data = [&](uint32_t data) {
+        rig.program(2, 0xfee00000, data);
+        rig.mask(2, false);
+        return rig.table.signal(2);
+    };
+    CHECK(try_data(0x0001'0031) == MsixTable::Signal::Refused);  // bit 16
+    CHECK(try_data(0x0000'0331) == MsixTable::Signal::Refused);  // delivery mode 011
+    CHECK(try_data(0x0000'0631) == MsixTable::Signal::Refused);  // delivery mode 110
+    CHECK(rig.delivered.empty());
+    CHECK(try_data(0x0000'c131) == MsixTable::Signal::Delivered);  // lowest priority, level, assert: all defined
+    CHECK(try_data(0x0000'0431) == MsixTable::Signal::Delivered);  // NMI
+    CHECK(rig.refused == std::vector<uint16_t>{2, 2, 2});
+}
+
 TEST_CASE("MSI-X: accesses of any width and offset merge bytewise", "[msix]") {
     Rig rig;
     const uint8_t qword[8] = {0x00, 0x10, 0xe0, 0xfe, 0, 0, 0, 0};

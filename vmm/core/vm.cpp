@@ -98,6 +98,15 @@ void Vm::add_irqfd(int trigger, uint32_t gsi) const {
     check(::ioctl(fd_.get(), KVM_IRQFD, &request), "KVM_IRQFD");
 }
 
+void Vm::signal_msi(uint64_t address, uint32_t data) const {
+    kvm_msi msi{};
+    msi.address_lo = static_cast<uint32_t>(address);
+    msi.address_hi = static_cast<uint32_t>(address >> 32);
+    msi.data = data;
+    // Returns >0 when delivered, 0 when the guest blocked it: both are fine.
+    check(::ioctl(fd_.get(), KVM_SIGNAL_MSI, &msi), "KVM_SIGNAL_MSI");
+}
+
 void Vm::set_gsi_routing(std::span<const kvm_irq_routing_entry> entries) const {
     // kvm_irq_routing ends in a flexible array: header and entries in one buffer.
     std::vector<uint8_t> buffer(sizeof(kvm_irq_routing) + entries.size_bytes());

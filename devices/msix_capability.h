@@ -1,0 +1,82 @@
+#pragma once
+// An MSI-X capability (PCI Local Bus 3.0 section 6.8.2) as one piece: the
+// capability structure in configuration space, and the table and Pending
+// Bit Array it points at, served from a memory BAR of their own:
+//
+//   config space: ID 0x11 | next | Message Control | Table offset/BIR | PBA offset/BIR
+//   Message Control: bits 10:0 table size - 1 (read-only), bit 14 function
+//   mask, bit 15 MSI-X enable (the guest's to write)
+//   the BAR: the table at 0 (16 bytes per vector), the PBA at pba_offset()
+//   (2 KiB, as in QEMU, or after a larger table); at least 4 KiB, so the
+//   BAR owns its page
+//
+// The owner (a PCI device) declares the BAR with bar_size(), maps this
+// BusDevice on it, and calls config_written() after every guest write to
+// its configuration space, so the enable and mask bits take effect (and
+// unmasking delivers what is pending). The PBA is read-only; writes to it,
+// or past the table and PBA, are ignored and logged once.
+// Thread-safe like MsixTable.
+
+#include <atomic>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "devices/msix_table.h"
+#include "devices/pci_config_space.h"
+#include "vmm/core/bus.h"
+
+namespace minikvm {
+
+class MsixCapability : public BusDevice {
+public:
+    static constexpr uint8_t kCapabilityId = 0x11;
+    static constexpr uint16_t kControlEnable = 0x8000;
+    static constexpr uint16_t kControlFunctionMask = 0x4000;
+    static constexpr uint32_t kMinBarSize = 4096;
+    static constexpr uint32_t kDefaultPbaOffset = 2048;
+
+    // Adds the capability to `config` (which must outlive this), pointing at
+    // BAR `bar`. `name` prefixes log lines. Throws like PciConfigSpace::
+    // add_capability, or std::invalid_argument for a bad vector count.
+    MsixCapability(PciConfigSpace& config, unsigned bar, uint16_t vectors, MsixTable::Deliver deliver,
+                   MsixTable::Refused on_refused, std::string name);
+
+    uint8_t offset() const { return offset_; }  // in configuration space
+    unsigned bar() const { return bar_; }
+    uint32_t bar_size() const { return bar_size_; }
+    uint32_t pba_offset() const { return pba_offset_; }
+    uint16_t vectors() const { return table_.vectors(); }
+
+    // After a guest write of `length` bytes at `offset` in configuration
+    // space: applies Message Control if the write touched it. Returns
+    // whether the enable bit changed.
+    bool config_written(uint32_t offset, uint32_t length);
+    bool enabled() const { return table_.enabled(); }
+    bool function_masked() const;
+
+    MsixTable& table() { return table_; }
+    const MsixTable& table() const { return table_; }
+
+    // BusDevice: the BAR; `offset` is relative to its base.
+    void read(uint64_t offset, std::span<uint8_t> data) override;
+    void write(uint64_t offset, std::span<const uint8_t> data) override;
+
+    // "msix enabled=yes function_mask=no" and one line per vector: its
+    // message, mask and pending bits. Lines end in '\n'.
+    std::string state_lines() const;
+
+private:
+    uint16_t message_control() const;
+
+    PciConfigSpace& config_;
+    const unsigned bar_;
+    const std::string name_;
+    MsixTable table_;
+    const uint32_t pba_offset_;
+    const uint32_t bar_size_;
+    uint8_t offset_ = 0;
+    std::atomic<bool> stray_write_logged_{false};
+};
+
+}  // namespace minikvm
