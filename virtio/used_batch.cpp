@@ -8,7 +8,7 @@ void UsedBatch::publish(VirtQueue& queue, VirtioTransportSignals& signals) {
     // question is still asked, for what earlier rounds published.
     queue.push_batch(elements_);
     elements_.clear();
-    if (queue.needs_interrupt()) signals.signal_used_buffer();
+    if (queue.needs_interrupt()) signals.signal_used_buffer(queue);
 }
 
 }  // namespace minikvm

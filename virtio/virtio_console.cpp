@@ -89,7 +89,7 @@ void VirtioConsole::transmit_all() {
         completed = true;
     }
     report_if_broken(queue);
-    if (completed && queue.needs_interrupt()) signals_->signal_used_buffer();
+    if (completed && queue.needs_interrupt()) signals_->signal_used_buffer(queue);
 }
 
 size_t VirtioConsole::receive(std::span<const uint8_t> bytes) {
@@ -113,7 +113,7 @@ size_t VirtioConsole::receive(std::span<const uint8_t> bytes) {
     }
     bytes_received_ += taken;
     report_if_broken(queue);
-    if (completed && queue.needs_interrupt()) signals_->signal_used_buffer();
+    if (completed && queue.needs_interrupt()) signals_->signal_used_buffer(queue);
     return taken;
 }
 

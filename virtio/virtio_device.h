@@ -73,9 +73,10 @@ struct VirtioDeviceKind {
 class VirtioTransportSignals {
 public:
     virtual ~VirtioTransportSignals() = default;
-    // The device put buffers in a used ring and the queue's needs_interrupt()
-    // said yes: raise the used-buffer interrupt.
-    virtual void signal_used_buffer() = 0;
+    // The device put buffers in `queue` (one of those activate() gave it)
+    // and the queue's needs_interrupt() said yes: raise the used-buffer
+    // interrupt (with MSI-X, that queue's vector).
+    virtual void signal_used_buffer(const VirtQueue& queue) = 0;
     // The device changed its configuration space.
     virtual void signal_config_change() = 0;
     // The device cannot go on (a queue broke a ring rule...): the transport

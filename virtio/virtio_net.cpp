@@ -552,7 +552,7 @@ void VirtioNet::flush(unsigned queue_index, std::vector<VirtQueue::UsedElement>&
     VirtQueue& queue = queues_[queue_index];
     queue.push_batch(used);
     used.clear();
-    if (queue.needs_interrupt()) signals_->signal_used_buffer();
+    if (queue.needs_interrupt()) signals_->signal_used_buffer(queue);
 }
 
 void VirtioNet::update_interest() {

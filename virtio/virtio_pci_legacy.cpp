@@ -31,7 +31,17 @@ constexpr Register kRegisters[] = {
     {VirtioPciLegacy::kQueueNotify, 2, "queue_notify"},
     {VirtioPciLegacy::kStatus, 1, "status"},
     {VirtioPciLegacy::kIsr, 1, "isr"},
+    // Present only while MSI-X is enabled: the first 8 above, or all 10.
+    {VirtioPciLegacy::kMsiConfigVector, 2, "msix_config_vector"},
+    {VirtioPciLegacy::kMsiQueueVector, 2, "msix_queue_vector"},
 };
+constexpr size_t kRegistersWithoutMsix = 8;
+
+std::span<const Register> registers(bool msix) {
+    return std::span<const Register>(kRegisters).first(msix ? std::size(kRegisters) : kRegistersWithoutMsix);
+}
+
+uint32_t config_offset(bool msix) { return msix ? VirtioPciLegacy::kConfigWithMsix : VirtioPciLegacy::kConfig; }
 
 // Length of the overlap of [a, a + a_len) and [b, b + b_len), and where it starts.
 struct Overlap {
@@ -46,14 +56,14 @@ Overlap overlap(uint64_t a, uint64_t a_len, uint64_t b, uint64_t b_len) {
 
 // What an access covers, for its trace: "status", "queue_notify+status+isr",
 // "config+4" (the first configuration byte it touches).
-std::string covered_registers(uint64_t offset, uint64_t length) {
+std::string covered_registers(uint64_t offset, uint64_t length, bool msix) {
     std::string names;
-    for (const Register& reg : kRegisters) {
+    for (const Register& reg : registers(msix)) {
         if (overlap(offset, length, reg.offset, reg.width).length == 0) continue;
         if (!names.empty()) names += '+';
         names += reg.name;
     }
-    constexpr uint64_t kConfig = VirtioPciLegacy::kConfig;
+    const uint64_t kConfig = config_offset(msix);
     if (offset + length > kConfig) {
         if (!names.empty()) names += '+';
         names += fmt::format("config+{}", std::max(offset, kConfig) - kConfig);
@@ -63,12 +73,34 @@ std::string covered_registers(uint64_t offset, uint64_t length) {
 
 const char* yes_no(bool value) { return value ? "yes" : "no"; }
 
-uint32_t validated_config_bar_size(const VirtioDevice& device) {
+// Each line of `lines` with "name " in front.
+std::string prefixed_lines(std::string_view name, std::string_view lines) {
+    std::string out;
+    for (size_t start = 0; start < lines.size();) {
+        size_t end = lines.find('\n', start);
+        if (end == std::string::npos) end = lines.size();
+        out += fmt::format("{} {}\n", name, lines.substr(start, end - start));
+        start = end + 1;
+    }
+    return out;
+}
+
+uint32_t validated_config_bar_size(const VirtioDevice& device, bool msix) {
     const uint32_t config_size = device.config_size();
-    if (config_size > PciConfigSpace::kMaxIoBarSize - VirtioPciLegacy::kConfig)
+    if (config_size > PciConfigSpace::kMaxIoBarSize - config_offset(msix))
         throw std::invalid_argument(
             fmt::format("virtio-pci: {} bytes of device configuration do not fit a legacy I/O BAR", config_size));
-    return VirtioPciLegacy::bar_size_for(config_size);
+    return VirtioPciLegacy::bar_size_for(config_size, msix);
+}
+
+const char* signal_result_name(MsixTable::Signal result) {
+    switch (result) {
+        case MsixTable::Signal::Delivered: return "delivered";
+        case MsixTable::Signal::Pending: return "pending (masked)";
+        case MsixTable::Signal::Disabled: return "dropped: MSI-X disabled";
+        case MsixTable::Signal::Refused: return "refused";
+    }
+    return "?";
 }
 
 }  // namespace
@@ -86,23 +118,24 @@ PciIdentity VirtioPciLegacy::identity_for(const VirtioDeviceKind& kind) {
                        .subsystem_id = static_cast<uint16_t>(kind.type)};
 }
 
-uint32_t VirtioPciLegacy::bar_size_for(uint32_t config_size) {
+uint32_t VirtioPciLegacy::bar_size_for(uint32_t config_size, bool msix) {
     uint32_t size = kMinBarSize;
-    while (size < kConfig + uint64_t{config_size}) size <<= 1;
+    while (size < config_offset(msix) + uint64_t{config_size}) size <<= 1;
     return size;
 }
 
 VirtioPciLegacy::VirtioPciLegacy(VirtioDevice& device, const GuestMemory& memory, std::string name,
-                                 NotifyEventfds* eventfds, EventSources* events)
+                                 NotifyEventfds* eventfds, EventSources* events, MsiSender* msix)
     : device_(device),
       name_(std::move(name)),
       kind_(device.kind()),
       device_features_(device.device_features()),
       config_size_(device.config_size()),
-      bar_size_(validated_config_bar_size(device)),
       config_(identity_for(device.kind())),
+      bar_size_(validated_config_bar_size(device, msix != nullptr)),
       eventfds_(eventfds),
       events_(events),
+      msi_sender_(msix),
       device_mutex_(device.device_lock()) {
     if ((eventfds == nullptr) != (events == nullptr))
         throw std::invalid_argument(fmt::format("{}: notify eventfds need event sources to hear them", name_));
@@ -117,6 +150,15 @@ VirtioPciLegacy::VirtioPciLegacy(VirtioDevice& device, const GuestMemory& memory
             throw std::invalid_argument(fmt::format("{}: queue {} size {} is not a power of two", name_, i, size));
         queue_sizes_.push_back(size);
         queues_.emplace_back(memory, fmt::format("{} q{}", name_, i), VirtQueueOptions{.trace = &trace_});
+    }
+    queue_vectors_.assign(count, kNoVector);
+    if (msix != nullptr) {
+        // One vector per queue and one for configuration changes, as Linux asks for.
+        const unsigned vectors = std::min<unsigned>(count + 1, MsixTable::kMaxVectors);
+        msix_ = std::make_unique<MsixCapability>(
+            config_, kMsixBar, static_cast<uint16_t>(vectors),
+            [msix](uint16_t vector, const MsiMessage& message) { msix->send(vector, message); },
+            [this](uint16_t vector, const MsiMessage& message) { msix_refused(vector, message); }, name_);
     }
 }
 
@@ -137,7 +179,11 @@ VirtioPciLegacy::~VirtioPciLegacy() {
 }
 
 std::vector<PciBar> VirtioPciLegacy::bars() {
-    return {PciBar{.index = 0, .kind = PciBarKind::Io, .size = bar_size_, .handler = *this}};
+    std::vector<PciBar> bars{PciBar{.index = 0, .kind = PciBarKind::Io, .size = bar_size_, .handler = *this}};
+    if (msix_)
+        bars.push_back(
+            PciBar{.index = kMsixBar, .kind = PciBarKind::Memory32, .size = msix_->bar_size(), .handler = *msix_});
+    return bars;
 }
 
 void VirtioPciLegacy::connect_intx(IrqLine& intx) {
@@ -179,26 +225,28 @@ std::string VirtioPciLegacy::who() const {
 
 void VirtioPciLegacy::read(uint64_t offset, std::span<uint8_t> data) {
     std::fill(data.begin(), data.end(), uint8_t{0});
-    for (const Register& reg : kRegisters) {
+    const bool msix = msix_enabled();  // where the registers end and the configuration starts
+    for (const Register& reg : registers(msix)) {
         const Overlap part = overlap(offset, data.size(), reg.offset, reg.width);
         if (part.length == 0) continue;
         const uint32_t value = read_register(reg.offset);
         for (uint64_t address = part.start; address < part.start + part.length; ++address)
             data[address - offset] = static_cast<uint8_t>(value >> (8 * (address - reg.offset)));
     }
-    const Overlap part = overlap(offset, data.size(), kConfig, config_size_);
+    const uint32_t config = config_offset(msix);
+    const Overlap part = overlap(offset, data.size(), config, config_size_);
     if (part.length != 0) {
         std::lock_guard lock(device_mutex_);
-        device_.read_config(static_cast<uint32_t>(part.start - kConfig),
-                            data.subspan(part.start - offset, part.length));
+        device_.read_config(static_cast<uint32_t>(part.start - config), data.subspan(part.start - offset, part.length));
     }
-    if (trace()) trace_access("read ", offset, data);
+    if (trace()) trace_access("read ", offset, data, msix);
 }
 
 void VirtioPciLegacy::write(uint64_t offset, std::span<const uint8_t> data) {
+    const bool msix = msix_enabled();
     // Before the effects, so the lines it causes (status, activate...) follow it.
-    if (trace()) trace_access("write", offset, data);
-    for (const Register& reg : kRegisters) {
+    if (trace()) trace_access("write", offset, data, msix);
+    for (const Register& reg : registers(msix)) {
         // Only a write that covers the register's first byte reaches it.
         if (reg.offset < offset || reg.offset >= offset + data.size()) continue;
         const Overlap part = overlap(offset, data.size(), reg.offset, reg.width);
@@ -206,19 +254,21 @@ void VirtioPciLegacy::write(uint64_t offset, std::span<const uint8_t> data) {
         for (uint64_t i = 0; i < part.length; ++i) value |= uint32_t{data[part.start - offset + i]} << (8 * i);
         write_register(reg.offset, value);
     }
-    const Overlap part = overlap(offset, data.size(), kConfig, config_size_);
+    const uint32_t config = config_offset(msix);
+    const Overlap part = overlap(offset, data.size(), config, config_size_);
     if (part.length != 0) {
         std::lock_guard lock(device_mutex_);
-        device_.write_config(static_cast<uint32_t>(part.start - kConfig),
+        device_.write_config(static_cast<uint32_t>(part.start - config),
                              data.subspan(part.start - offset, part.length));
     }
 }
 
-void VirtioPciLegacy::trace_access(const char* direction, uint64_t offset, std::span<const uint8_t> data) const {
+void VirtioPciLegacy::trace_access(const char* direction, uint64_t offset, std::span<const uint8_t> data,
+                                   bool msix) const {
     uint64_t value = 0;
     for (size_t i = 0; i < data.size() && i < sizeof value; ++i) value |= uint64_t{data[i]} << (8 * i);
     spdlog::info("trace {} {} off={} {} len={} val={:#0{}x}", name_, direction, offset,
-                 covered_registers(offset, data.size()), data.size(), value, 2 + 2 * data.size());
+                 covered_registers(offset, data.size(), msix), data.size(), value, 2 + 2 * data.size());
 }
 
 uint32_t VirtioPciLegacy::read_register(uint32_t offset) {
@@ -242,6 +292,11 @@ uint32_t VirtioPciLegacy::read_register(uint32_t offset) {
         }
         case kStatus: return status();
         case kIsr: return read_isr();
+        case kMsiConfigVector: return config_vector();
+        case kMsiQueueVector: {
+            std::lock_guard lock(device_mutex_);
+            return queue_vector(queue_select_);
+        }
         default: return 0;  // queue notify is write-only
     }
 }
@@ -271,6 +326,26 @@ void VirtioPciLegacy::write_register(uint32_t offset, uint32_t value) {
         }
         case kQueueNotify: notify_queue(value, KickPath::Trap); return;
         case kStatus: write_status(static_cast<uint8_t>(value)); return;
+        case kMsiConfigVector: {
+            const uint16_t vector = checked_vector(static_cast<uint16_t>(value));
+            std::lock_guard state(state_mutex_);
+            config_vector_ = vector;
+            if (trace()) spdlog::info("trace {} msix config vector {:#x}", name_, vector);
+            return;
+        }
+        case kMsiQueueVector: {
+            const uint16_t vector = checked_vector(static_cast<uint16_t>(value));
+            std::lock_guard lock(device_mutex_);
+            if (queue_select_ >= queue_vectors_.size()) {
+                log_once(Once::VectorOutOfRange,
+                         fmt::format("MSI-X vector written for queue {}, which does not exist; ignored", queue_select_));
+                return;
+            }
+            std::lock_guard state(state_mutex_);
+            queue_vectors_[queue_select_] = vector;
+            if (trace()) spdlog::info("trace {} msix q{} vector {:#x}", name_, queue_select_, vector);
+            return;
+        }
         default:
             log_once(Once::ReadOnlyWrite,
                      fmt::format("write of {:#x} to read-only register at offset {}; ignored", value, offset));
@@ -357,6 +432,9 @@ void VirtioPciLegacy::reset_locked() {
     std::lock_guard state(state_mutex_);
     status_ = 0;
     isr_ = 0;
+    // The mapping is virtio state; the MSI-X table itself is PCI state and stays.
+    config_vector_ = kNoVector;
+    std::fill(queue_vectors_.begin(), queue_vectors_.end(), kNoVector);
     broken_ = false;
     broken_reason_.clear();
     lower_locked("reset");
@@ -431,16 +509,85 @@ void VirtioPciLegacy::lower_locked(std::string_view why) {
     intx_asserted_ = false;
 }
 
-void VirtioPciLegacy::signal_used_buffer() {
+void VirtioPciLegacy::signal_used_buffer(const VirtQueue& queue) {
     std::lock_guard lock(state_mutex_);
-    if (running_) raise_locked(kIsrQueue);
-    else if (trace()) spdlog::info("trace {} irq used-buffer dropped: device not running", name_);
+    if (!running_) {
+        if (trace()) spdlog::info("trace {} irq used-buffer dropped: device not running", name_);
+        return;
+    }
+    if (!msix_enabled_) {
+        raise_locked(kIsrQueue);
+        return;
+    }
+    // The device passes one of the queues it was given: find its index.
+    const auto index = static_cast<size_t>(&queue - queues_.data());
+    if (&queue < queues_.data() || index >= queue_vectors_.size()) {
+        spdlog::error("{}: used-buffer signal for a queue that is not this device's; dropped", name_);
+        return;
+    }
+    signal_vector_locked(queue_vectors_[index], "used-buffer");
 }
 
 void VirtioPciLegacy::signal_config_change() {
     std::lock_guard lock(state_mutex_);
-    if (running_) raise_locked(kIsrConfig);
-    else if (trace()) spdlog::info("trace {} irq config-change dropped: device not running", name_);
+    if (!running_) {
+        if (trace()) spdlog::info("trace {} irq config-change dropped: device not running", name_);
+        return;
+    }
+    if (msix_enabled_) signal_vector_locked(config_vector_, "config-change");
+    else raise_locked(kIsrConfig);
+}
+
+void VirtioPciLegacy::signal_vector_locked(uint16_t vector, const char* what) {
+    if (vector == kNoVector) {
+        // virtio 1.2 4.1.5.3/4: with MSI-X on and no vector mapped, no interrupt.
+        if (trace()) spdlog::info("trace {} irq {} not sent: no MSI-X vector mapped", name_, what);
+        return;
+    }
+    const MsixTable::Signal result = msix_->table().signal(vector);
+    if (trace()) spdlog::info("trace {} irq {} msix vector {} {}", name_, what, vector, signal_result_name(result));
+}
+
+uint16_t VirtioPciLegacy::checked_vector(uint16_t vector) {
+    if (vector == kNoVector || (msix_ && vector < msix_->vectors())) return vector;
+    log_once(Once::VectorOutOfRange, fmt::format("MSI-X vector {} mapped, but the table has {} vectors; reads back as "
+                                                 "NO_VECTOR, no interrupt for it",
+                                                 vector, msix_ ? msix_->vectors() : 0));
+    return kNoVector;
+}
+
+void VirtioPciLegacy::msix_refused(uint16_t vector, const MsiMessage& message) {
+    log_once(Once::MsixRefused,
+             fmt::format("MSI-X vector {} holds address {:#x} data {:#x}, which is not an x86 interrupt message; "
+                         "not delivered",
+                         vector, message.address, message.data));
+}
+
+void VirtioPciLegacy::config_written(uint32_t offset, uint32_t length) {
+    if (!msix_) return;
+    std::lock_guard lock(state_mutex_);  // before the table's lock, as on the signal path
+    if (!msix_->config_written(offset, length)) return;
+    msix_enabled_ = msix_->enabled();
+    if (trace()) spdlog::info("trace {} msix {}", name_, msix_enabled_ ? "enabled" : "disabled");
+    // With MSI-X on, the function must not assert INTx (PCI 3.0 6.8.2);
+    // back on INTx, a condition still in the ISR asserts it again.
+    if (msix_enabled_) lower_locked("msix-enabled");
+    else if (isr_ != 0) raise_locked(0);
+}
+
+bool VirtioPciLegacy::msix_enabled() const {
+    std::lock_guard lock(state_mutex_);
+    return msix_enabled_;
+}
+
+uint16_t VirtioPciLegacy::config_vector() const {
+    std::lock_guard lock(state_mutex_);
+    return config_vector_;
+}
+
+uint16_t VirtioPciLegacy::queue_vector(unsigned index) const {
+    std::lock_guard lock(state_mutex_);
+    return index < queue_vectors_.size() ? queue_vectors_[index] : kNoVector;
 }
 
 void VirtioPciLegacy::signal_device_broken(std::string_view reason) { mark_broken(reason); }
@@ -454,7 +601,9 @@ void VirtioPciLegacy::mark_broken(std::string_view reason) {
     spdlog::warn("{}: device needs reset: {}", name_, reason);
     // virtio 1.2 2.1.2: after DEVICE_NEEDS_RESET with DRIVER_OK set, the
     // device sends a configuration change notification.
-    if ((status_ & kStatusDriverOk) != 0) raise_locked(kIsrConfig);
+    if ((status_ & kStatusDriverOk) == 0) return;
+    if (msix_enabled_) signal_vector_locked(config_vector_, "config-change");
+    else raise_locked(kIsrConfig);
 }
 
 // --- Diagnostics -----------------------------------------------------------
@@ -487,10 +636,13 @@ std::string VirtioPciLegacy::state_report() const {
         bool broken, intx_connected, intx_asserted;
         std::string reason;
         std::optional<PciBdf> address;
+        uint16_t config_vector;
+        std::vector<uint16_t> queue_vectors;
     } state;
     {
         std::lock_guard state_lock(state_mutex_);
-        state = {status_, isr_, status_seen_, broken_, intx_ != nullptr, intx_asserted_, broken_reason_, pci_address_};
+        state = {status_,        isr_,         status_seen_, broken_,        intx_ != nullptr,
+                 intx_asserted_, broken_reason_, pci_address_, config_vector_, queue_vectors_};
     }
     const uint8_t status = static_cast<uint8_t>(state.status | (state.broken ? kStatusNeedsReset : 0));
 
@@ -508,6 +660,17 @@ std::string VirtioPciLegacy::state_report() const {
                        eventfds != 0 ? fmt::format("eventfd({})", eventfds) : std::string("trap"));
     out += state.broken ? fmt::format("{} broken=yes reason: {}\n", name_, state.reason)
                         : fmt::format("{} broken=no\n", name_);
+    if (msix_) {
+        const auto vector_name = [](uint16_t vector) {
+            return vector == kNoVector ? std::string("none") : std::to_string(vector);
+        };
+        std::string queues;
+        for (size_t i = 0; i < state.queue_vectors.size(); ++i)
+            queues += fmt::format("{}q{}={}", i == 0 ? "" : ",", i, vector_name(state.queue_vectors[i]));
+        out += fmt::format("{} msix config_vector={} queue_vectors={}\n", name_, vector_name(state.config_vector),
+                           queues.empty() ? "none" : queues);
+        out += prefixed_lines(name_, msix_->state_lines() + msi_sender_->state_lines());
+    }
 
     // device_mutex_ is held: the device's own threads are not using the queues.
     {
@@ -531,13 +694,7 @@ std::string VirtioPciLegacy::state_report() const {
             out += queue.broken() ? fmt::format(" broken=yes reason: {}\n", queue.broken_reason()) : " broken=no\n";
         }
     }
-    const std::string device_lines = device_.state_lines();
-    for (size_t start = 0; start < device_lines.size();) {
-        size_t end = device_lines.find('\n', start);
-        if (end == std::string::npos) end = device_lines.size();
-        out += fmt::format("{} {}\n", name_, std::string_view(device_lines).substr(start, end - start));
-        start = end + 1;
-    }
+    out += prefixed_lines(name_, device_.state_lines());
     return out;
 }
 

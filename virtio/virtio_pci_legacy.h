@@ -1,7 +1,7 @@
 #pragma once
 // The legacy (virtio 0.9.5, "transitional" in virtio 1.2 section 4.1.4.8)
 // virtio-pci transport: one I/O BAR holding the register block below, INTx
-// for interrupts (no MSI-X), the split ring in the legacy layout.
+// or MSI-X for interrupts, the split ring in the legacy layout.
 //
 //   offset  width  register
 //   0       32     host features (low 32 device feature bits)     RO
@@ -13,6 +13,22 @@
 //   18      8      device status                                  RW
 //   19      8      ISR status: bit 0 used buffer, bit 1 config    RO, read clears
 //   20..           device configuration space
+// and while MSI-X is enabled (virtio 1.2 4.1.4.8):
+//   20      16     config change vector                           RW
+//   22      16     queue vector of the selected queue             RW
+//   24..           device configuration space
+//
+// MSI-X. Given an MsiSender, the device has an MSI-X capability (see
+// MsixCapability) with one vector per queue plus one, its table and PBA in
+// memory BAR 1. The driver maps config changes and each queue to a vector by
+// writing its number; one the table does not have reads back as
+// NO_VECTOR (0xffff), logged once, and so does every vector after a reset.
+// While MSI-X is enabled, used-buffer and config-change signals go to the
+// mapped vector (none for NO_VECTOR), never to INTx or the ISR; the table's
+// mask and pending rules apply (masked: pending, delivered once on unmask).
+// Enabling MSI-X lowers INTx; disabling it raises INTx again if the ISR
+// still holds bits. Without an MsiSender (`--msix off`) there is no
+// capability and no BAR 1: INTx only.
 //
 // Access widths. The guest may access 1, 2 or 4 bytes at any offset; the
 // block is treated as little-endian bytes:
@@ -101,6 +117,8 @@
 #include <string_view>
 #include <vector>
 
+#include "devices/msi_sender.h"
+#include "devices/msix_capability.h"
 #include "devices/pci_device.h"
 #include "virtio/device_status.h"
 #include "virtio/notify_eventfds.h"
@@ -126,6 +144,12 @@ public:
     static constexpr uint32_t kStatus = 18;
     static constexpr uint32_t kIsr = 19;
     static constexpr uint32_t kConfig = 20;
+    // With MSI-X enabled.
+    static constexpr uint32_t kMsiConfigVector = 20;
+    static constexpr uint32_t kMsiQueueVector = 22;
+    static constexpr uint32_t kConfigWithMsix = 24;
+    static constexpr uint16_t kNoVector = 0xffff;
+    static constexpr unsigned kMsixBar = 1;
 
     // Device status bits (virtio 1.2 2.1).
     static constexpr uint8_t kStatusAcknowledge = device_status::kAcknowledge;
@@ -146,8 +170,9 @@ public:
     // std::invalid_argument for a device ID outside the transitional range, a queue size that is
     // not a power of two in 1..32768, or configuration space that does not
     // fit a 256-byte I/O BAR.
+    // `msix`, if given, gets the device MSI-X (see above) and must outlive this.
     VirtioPciLegacy(VirtioDevice& device, const GuestMemory& memory, std::string name,
-                    NotifyEventfds* eventfds = nullptr, EventSources* events = nullptr);
+                    NotifyEventfds* eventfds = nullptr, EventSources* events = nullptr, MsiSender* msix = nullptr);
     // Resets the device and removes the ioeventfds.
     ~VirtioPciLegacy() override;
 
@@ -158,13 +183,14 @@ public:
     // device ID outside the transitional range), and BAR 0's size for a
     // configuration space of `config_size` bytes.
     static PciIdentity identity_for(const VirtioDeviceKind& kind);
-    static uint32_t bar_size_for(uint32_t config_size);
+    static uint32_t bar_size_for(uint32_t config_size, bool msix = false);
 
     // PciDevice
     PciConfigSpace& config() override { return config_; }
     std::vector<PciBar> bars() override;
     void connect_intx(IrqLine& intx) override;
     void bar_mapping_changed(unsigned index, std::optional<uint32_t> base) override;
+    void config_written(uint32_t offset, uint32_t length) override;
     // Where the bridge put us, for the state dump and the warning.
     void pci_address_assigned(PciBdf address) override;
 
@@ -180,6 +206,13 @@ public:
     size_t eventfd_count() const;
     const std::string& name() const { return name_; }
     std::optional<PciBdf> pci_address() const;
+    // The MSI-X capability; null without one.
+    const MsixCapability* msix() const { return msix_.get(); }
+    MsixCapability* msix() { return msix_.get(); }
+    bool msix_enabled() const;
+    // The vector config changes, or queue `index`, are mapped to (kNoVector: none).
+    uint16_t config_vector() const;
+    uint16_t queue_vector(unsigned index) const;
 
     // Debug tracing (see the header comment); off until set.
     void set_trace(bool on) { trace_.store(on, std::memory_order_relaxed); }
@@ -208,6 +241,8 @@ private:
         PfnNoQueue,
         PfnWhileActive,
         FeaturesWhileActive,
+        VectorOutOfRange,
+        MsixRefused,
         Count,
     };
 
@@ -221,7 +256,7 @@ private:
     enum class KickPath { Trap, Eventfd };
 
     // VirtioTransportSignals
-    void signal_used_buffer() override;
+    void signal_used_buffer(const VirtQueue& queue) override;
     void signal_config_change() override;
     void signal_device_broken(std::string_view reason) override;
 
@@ -235,9 +270,13 @@ private:
     void mark_broken(std::string_view reason);         // takes state_mutex_
     uint8_t read_isr();                                // takes state_mutex_
     void raise_locked(uint8_t isr_bits);               // state_mutex_ held
+    // MSI-X is on: signal `vector` through the table. state_mutex_ held.
+    void signal_vector_locked(uint16_t vector, const char* what);
+    uint16_t checked_vector(uint16_t vector);          // out of range: kNoVector, logged once
+    void msix_refused(uint16_t vector, const MsiMessage& message);
     void lower_locked(std::string_view why);           // state_mutex_ held
     void log_once(Once what, std::string_view message);
-    void trace_access(const char* direction, uint64_t offset, std::span<const uint8_t> data) const;
+    void trace_access(const char* direction, uint64_t offset, std::span<const uint8_t> data, bool msix) const;
     std::string who() const;  // name and PCI address; takes state_mutex_
 
     void register_eventfds(uint32_t base);
@@ -248,10 +287,12 @@ private:
     const VirtioDeviceKind kind_;
     const uint64_t device_features_;
     const uint32_t config_size_;
-    const uint32_t bar_size_;
     PciConfigSpace config_;
+    std::unique_ptr<MsixCapability> msix_;  // null without an MsiSender
+    const uint32_t bar_size_;
     NotifyEventfds* const eventfds_;
     EventSources* const events_;
+    MsiSender* const msi_sender_;
     std::vector<uint16_t> queue_sizes_;  // validated once; the device's sizes never change
     std::atomic<unsigned> logged_once_{0};  // bit per Once
     std::atomic<bool> trace_{false};        // read by the queues too
@@ -269,6 +310,9 @@ private:
     uint8_t status_ = 0;  // as the driver wrote it; NEEDS_RESET is added on read
     uint8_t isr_ = 0;
     bool intx_asserted_ = false;
+    bool msix_enabled_ = false;  // follows the capability's enable bit
+    uint16_t config_vector_ = kNoVector;
+    std::vector<uint16_t> queue_vectors_;
     bool running_ = false;  // activated and not broken: signals are honoured
     bool broken_ = false;
     std::string broken_reason_;

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "devices/irq_line.h"
+#include "devices/msi_sender.h"
 #include "virtio/virtio_blk.h"
 #include "virtio/virtio_console.h"
 #include "virtio/virtio_net.h"
@@ -62,7 +63,11 @@ constexpr uint64_t kDiskSectors = 128;  // 64 KiB
 //                     in the first 256 KiB, however short the input
 //                offset within the register block (mod the BAR size)
 //                width selector (mod 3): 1, 2 or 4 bytes
-//                high: address bits for kind 4
+//                high: address bits for kind 4; for kinds 0 and 1, where
+//                  the access goes: bit 7 PCI configuration space from the
+//                  MSI-X capability on (offset mod 16: Message Control's
+//                  enable and mask bits), else bit 6 the MSI-X BAR (table
+//                  and PBA, offset x 16 + (high & 15)), else the registers
 //                value, 32-bit little-endian
 //   [2+8N..]   guest memory contents from address 0
 struct Operation {
@@ -81,6 +86,19 @@ Operation decode(const uint8_t* bytes) {
 struct NullIrq : IrqLine {
     void set_level(bool) override {}
 };
+
+// Every transport has MSI-X; its vectors go nowhere.
+struct NullMsi : MsiSender {
+    void send(uint16_t, const MsiMessage&) override {}
+};
+
+// Where an access of kind 0 or 1 goes (see the input layout).
+enum class Target { Registers, Config, MsixBar };
+Target target_of(uint8_t high) {
+    if ((high & 0x80) != 0) return Target::Config;
+    if ((high & 0x40) != 0) return Target::MsixBar;
+    return Target::Registers;
+}
 
 // One disk for the whole run (an event loop thread and an I/O engine per
 // input would make the fuzzer crawl): a memfd image, emptied before every
@@ -221,8 +239,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } else {
         device = &console.emplace("fuzz-console", [](std::span<const uint8_t>) {}, VirtioConsole::TerminalSize{80, 25});
     }
-    VirtioPciLegacy transport(*device, memory, net ? "fuzz-net" : disk ? "fuzz-blk" : rng ? "fuzz-rng" : "fuzz-console");
+    NullMsi msi;
+    VirtioPciLegacy transport(*device, memory, net ? "fuzz-net" : disk ? "fuzz-blk" : rng ? "fuzz-rng" : "fuzz-console",
+                              nullptr, nullptr, &msi);
     transport.connect_intx(irq);
+    MsixCapability& msix = *transport.msix();
 
     for (size_t i = 0; i < count; ++i) {
         const Operation op = decode(data + 2 + 8 * i);
@@ -231,9 +252,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                             static_cast<uint8_t>(op.value >> 16), static_cast<uint8_t>(op.value >> 24)};
         // Accesses never cross the end of the BAR: the bus only routes those.
         const uint32_t width = std::min<uint32_t>(op.width, transport.bar_size() - offset);
+        const Target target = target_of(op.high);
+        const uint32_t config_offset = msix.offset() + op.offset % 16u;
+        const uint32_t bar_offset = std::min((op.offset * 16u + (op.high & 15u)), msix.bar_size() - op.width);
         switch (op.kind) {
-            case 0: transport.read(offset, std::span(bytes, width)); break;
-            case 1: transport.write(offset, std::span<const uint8_t>(bytes, width)); break;
+            case 0:
+                if (target == Target::Config) transport.config().read(config_offset, std::span(bytes, op.width));
+                else if (target == Target::MsixBar) msix.read(bar_offset, std::span(bytes, op.width));
+                else transport.read(offset, std::span(bytes, width));
+                break;
+            case 1:
+                if (target == Target::Config) {
+                    // As the host bridge does: the write, then the device hears of it.
+                    transport.config().write(config_offset, std::span<const uint8_t>(bytes, op.width));
+                    transport.config_written(config_offset, op.width);
+                } else if (target == Target::MsixBar) {
+                    msix.write(bar_offset, std::span<const uint8_t>(bytes, op.width));
+                } else {
+                    transport.write(offset, std::span<const uint8_t>(bytes, width));
+                }
+                break;
             case 2:
                 if (rng) break;
                 if (net) card->send(op.value);

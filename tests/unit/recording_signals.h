@@ -21,7 +21,7 @@ struct RecordingSignals : minikvm::VirtioTransportSignals {
     std::mutex mutex;
     std::vector<std::string> broken;  // reasons, in order; read under `mutex` while a device runs
 
-    void signal_used_buffer() override { ++used; }
+    void signal_used_buffer(const minikvm::VirtQueue&) override { ++used; }
     void signal_config_change() override { ++config; }
     void signal_device_broken(std::string_view reason) override {
         std::lock_guard lock(mutex);

@@ -267,6 +267,19 @@ TEST_CASE("--rng adds a virtio-rng, counted like every virtio device") {
           "minikvm: --disk and --net given 9 times together: at most 6 devices fit next to --console virtio and --rng\n");
 }
 
+TEST_CASE("--msix on|off: MSI-X on every virtio device, or INTx only") {
+    auto plain = parse({"-k", "bz"});
+    REQUIRE(plain.command_line);
+    CHECK(plain.command_line->machine.msix);
+    auto off = parse({"-k", "bz", "--msix", "off"});
+    REQUIRE(off.command_line);
+    CHECK_FALSE(off.command_line->machine.msix);
+    CHECK(parse({"-k", "bz", "--msix", "on"}).command_line->machine.msix);
+    auto bad = parse({"-k", "bz", "--msix", "maybe"});
+    CHECK(bad.exit_code == 2);
+    CHECK_THAT(bad.message, Contains("--msix"));
+}
+
 TEST_CASE("verdict options: --timeout, --fail-on, --console-log") {
     using std::chrono::milliseconds;
     CHECK(parse_duration("90s") == milliseconds(90'000));

@@ -347,7 +347,7 @@ TEST_CASE("virtio-pci legacy: a device reporting itself broken stops being serve
 
     reg_write(rig.transport, V::kQueueNotify, 2, 0);
     CHECK(rig.dev.notified_copy().empty());
-    rig.dev.signals()->signal_used_buffer();
+    rig.dev.signal_used();
     CHECK(reg_read(rig.transport, V::kIsr, 1) == V::kIsrConfig);  // no queue bit while broken
     CHECK_FALSE(rig.irq.level);
 
@@ -364,7 +364,7 @@ TEST_CASE("virtio-pci legacy: status 0 resets everything", "[virtio-pci]") {
     reg_write(rig.transport, V::kGuestFeatures, 4, 0x5);
     rig.place_queue(1, kRingPfn2);
     rig.driver_ok();
-    rig.dev.signals()->signal_used_buffer();
+    rig.dev.signal_used();
     REQUIRE(rig.irq.level);
     const int resets_before = rig.dev.resets;
 
@@ -423,14 +423,14 @@ TEST_CASE("virtio-pci legacy: used-buffer interrupt, ISR read clears and lowers"
 
     reg_write(rig.transport, V::kQueueNotify, 2, 0);  // the device signals from inside queue_notified
     CHECK(rig.irq.level);
-    device.signals()->signal_used_buffer();
+    device.signal_used();
     device.signals()->signal_config_change();
     CHECK(rig.irq.rising_edges == 1);  // one level, not one edge per request
     CHECK(reg_read(rig.transport, V::kIsr, 1) == (V::kIsrQueue | V::kIsrConfig));
     CHECK_FALSE(rig.irq.level);
     CHECK(reg_read(rig.transport, V::kIsr, 1) == 0);
 
-    device.signals()->signal_used_buffer();
+    device.signal_used();
     CHECK(rig.irq.level);
     CHECK(rig.irq.rising_edges == 2);
     // A narrow-to-wide read covering the ISR clears it too.
@@ -439,7 +439,7 @@ TEST_CASE("virtio-pci legacy: used-buffer interrupt, ISR read clears and lowers"
 
     SECTION("signals from another thread") {
         std::thread worker([&] {
-            for (int i = 0; i < 1000; ++i) device.signals()->signal_used_buffer();
+            for (int i = 0; i < 1000; ++i) device.signal_used();
         });
         for (int i = 0; i < 1000; ++i) (void)reg_read(rig.transport, V::kIsr, 1);
         worker.join();
@@ -489,7 +489,7 @@ TEST_CASE("virtio-pci legacy: writes to read-only registers are ignored", "[virt
     CHECK(reg_read(rig.transport, V::kQueueSize, 2) == 64);
     rig.place_queue(0, kRingPfn);
     rig.driver_ok();
-    rig.dev.signals()->signal_used_buffer();
+    rig.dev.signal_used();
     reg_write(rig.transport, V::kIsr, 1, 0);
     CHECK(rig.irq.level);  // writing the ISR does not acknowledge
     CHECK(reg_read(rig.transport, V::kIsr, 1) == V::kIsrQueue);

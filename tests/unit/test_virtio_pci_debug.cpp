@@ -108,7 +108,7 @@ TEST_CASE("virtio-pci trace: interrupts, ISR reads, reset and odd accesses", "[v
     rig.driver_ok();
     rig.transport.set_trace(true);
 
-    rig.dev.signals()->signal_used_buffer();
+    rig.dev.signal_used();
     rig.dev.signals()->signal_config_change();
     CHECK(reg_read(rig.transport, V::kIsr, 1) == 3);
     CHECK(reg_read(rig.transport, V::kQueueNotify, 4) == (uint32_t{kReady} << 16));  // three registers at once
@@ -180,7 +180,7 @@ TEST_CASE("virtio-pci trace: nothing at all while off", "[virtio-pci][trace]") {
     rig.place_queue(0, kRingPfn);
     rig.driver_ok();
     reg_write(rig.transport, V::kQueueNotify, 2, 0);
-    rig.dev.signals()->signal_used_buffer();
+    rig.dev.signal_used();
     (void)reg_read(rig.transport, V::kIsr, 1);
     reg_write(rig.transport, V::kStatus, 1, 0);
     CHECK(log.count("trace") == 0);
@@ -223,7 +223,7 @@ TEST_CASE("virtio-pci state report: a running device with a chain in flight", "[
     REQUIRE(queue.pop());
     REQUIRE(queue.pop());
     REQUIRE(queue.push(0, 8));
-    rig.dev.signals()->signal_used_buffer();
+    rig.dev.signal_used();
 
     const std::string report = rig.transport.state_report();
     CHECK_THAT(report, EndsWith("\n"));

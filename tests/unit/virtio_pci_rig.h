@@ -88,7 +88,21 @@ public:
     void queue_notified(unsigned index) override {
         std::lock_guard lock(mutex);
         notified.push_back(index);
-        if (signal_on_notify && signals_ != nullptr) signals_->signal_used_buffer();
+        if (signal_on_notify && signals_ != nullptr) signals_->signal_used_buffer(queues_[index]);
+    }
+    // The device raising the used-buffer interrupt of queue `index`, as a
+    // real one does after pushing (only between activate() and reset()).
+    void signal_used(unsigned index = 0) {
+        VirtioTransportSignals* signals = nullptr;
+        const VirtQueue* queue = nullptr;
+        {
+            std::lock_guard lock(mutex);
+            signals = signals_;
+            queue = index < queues_.size() ? &queues_[index] : nullptr;
+        }
+        REQUIRE(signals != nullptr);
+        REQUIRE(queue != nullptr);
+        signals->signal_used_buffer(*queue);
     }
 
     VirtioTransportSignals* signals() {

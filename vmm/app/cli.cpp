@@ -241,6 +241,12 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
     std::vector<std::string> net_texts;
     app.add_option("--net", net_texts, "virtio-net card on a host tap, repeatable: tap=NAME[,mac=MAC]")
         ->allow_extra_args(false);
+    std::string msix = "on";
+    app.add_option("--msix", msix,
+                   "MSI-X on every virtio device (on: a vector per queue, as Linux prefers; off: INTx only, to test "
+                   "a driver's INTx path)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"on", "off"}));
     app.add_flag("--rng", machine.rng, "virtio-rng: random bytes from the host (getrandom) for the guest's /dev/hwrng");
     std::string timeout_text;
     app.add_option("--timeout", timeout_text,
@@ -282,6 +288,7 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
     if (host_memory != 0 && *memory > host_memory)
         return usage_error(fmt::format("--memory {}: more than this host's {} MiB of RAM", memory_text, host_memory >> 20));
     machine.memory_bytes = *memory;
+    machine.msix = msix == "on";
     for (const std::string& text : disk_texts) {
         std::string error;
         std::optional<DiskConfig> disk = parse_disk_option(text, error);

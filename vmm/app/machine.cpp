@@ -144,12 +144,21 @@ void Machine::add_devices() {
 }
 
 void Machine::add_virtio_devices() {
+    if (config_.msix && !virtio_devices_.empty()) {
+        const uint32_t max_routes = kvm_.max_irq_routes();
+        if (max_routes > GsiRoutingTable::default_route_count())
+            gsi_routing_ = std::make_unique<GsiRouting>(vm_, max_routes);
+        else
+            spdlog::warn("this KVM has no interrupt routing for MSI (KVM_CAP_IRQ_ROUTING {}); virtio devices use INTx",
+                         max_routes);
+    }
     for (NamedVirtioDevice& named : virtio_devices_) {
         VirtioSlot& slot = virtio_slots_.emplace_back();
         slot.name = std::move(named.name);
         slot.device = std::move(named.device);
-        slot.transport =
-            std::make_unique<VirtioPciLegacy>(*slot.device, memory_, slot.name, &notify_eventfds_, &event_loop_);
+        if (gsi_routing_) slot.msi = std::make_unique<IrqfdMsiSender>(vm_, *gsi_routing_, slot.name);
+        slot.transport = std::make_unique<VirtioPciLegacy>(*slot.device, memory_, slot.name, &notify_eventfds_,
+                                                           &event_loop_, slot.msi.get());
         slot.transport->set_trace(config_.trace.virtio);
         PciBdf address = pci_.register_device(*slot.transport);
         spdlog::debug("{} at PCI 00:{:02x}.0", slot.name, address.device);

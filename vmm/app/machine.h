@@ -18,6 +18,7 @@
 #include "devices/debug_exit.h"
 #include "devices/i8042.h"
 #include "devices/irq_line.h"
+#include "devices/irqfd_msi_sender.h"
 #include "devices/pci_host_bridge.h"
 #include "devices/pvpanic.h"
 #include "devices/quiet_ports.h"
@@ -31,6 +32,7 @@
 #include "vmm/app/virtio_registry.h"
 #include "vmm/core/bus.h"
 #include "vmm/core/event_loop.h"
+#include "vmm/core/gsi_routing.h"
 #include "vmm/core/guest_memory.h"
 #include "vmm/core/kvm.h"
 #include "vmm/core/signal_block.h"
@@ -46,6 +48,7 @@ namespace minikvm {
 struct VirtioSlot {
     std::string name;
     std::unique_ptr<VirtioDevice> device;
+    std::unique_ptr<IrqfdMsiSender> msi;  // null with --msix off; outlives the transport
     std::unique_ptr<VirtioPciLegacy> transport;
 };
 
@@ -148,6 +151,8 @@ private:
     // touch its devices.
     PciHostBridge pci_;
     KvmNotifyEventfds notify_eventfds_{vm_};
+    // MSI routes of the devices' MSI-X vectors; null with --msix off.
+    std::unique_ptr<GsiRouting> gsi_routing_;
 
     // Last of the devices: each transport resets its device (lowering INTx
     // on the bridge, removing its ioeventfds) while all that still exists.

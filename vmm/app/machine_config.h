@@ -31,6 +31,8 @@ struct MachineConfig {
     std::vector<DiskConfig> disks;  // virtio-blk0, virtio-blk1... in this order
     std::vector<NetConfig> nets;    // virtio-net0, virtio-net1... in this order, after the disks
     bool rng = false;               // virtio-rng0, after the network cards
+    // MSI-X capability on every virtio device; off: INTx only (--msix off).
+    bool msix = true;
     // Verdicts (vmm/app/console_watcher.h): end with ExitCode::Timeout when
     // this runs out; the KernelReport kinds (bits) that make the exit
     // status ExitCode::KernelReport; a file that gets every console byte.
