@@ -47,7 +47,7 @@ bool blk_start(uint32_t wanted) {
 
 /* A legacy device's config is read at the width of each field: QEMU answers
  * nothing else. */
-uint32_t blk_config32(uint16_t offset) { return vp_read32(&blk_dev.dev, (uint16_t)(VIRTIO_PCI_CONFIG + offset)); }
+uint32_t blk_config32(uint16_t offset) { return vp_read32(&blk_dev.dev, (uint16_t)(blk_dev.dev.config + offset)); }
 
 uint64_t blk_capacity(void) {
     /* Two halves of a le64; the capacity does not change under us here

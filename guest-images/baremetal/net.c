@@ -33,7 +33,7 @@ bool net_start(uint32_t wanted) {
     n->hdr_len = (n->features & BIT(NET_F_MRG_RXBUF)) ? 12 : 10;
     CHECK(vp_setup_queue(&n->dev, &n->rx, NET_RX, n->features), "receiveq: no queue 0");
     CHECK(vp_setup_queue(&n->dev, &n->tx, NET_TX, n->features), "transmitq: no queue 1");
-    for (unsigned i = 0; i < 6; ++i) n->mac[i] = vp_read8(&n->dev, (uint16_t)(VIRTIO_PCI_CONFIG + NET_CONFIG_MAC + i));
+    for (unsigned i = 0; i < 6; ++i) n->mac[i] = vp_read8(&n->dev, (uint16_t)(n->dev.config + NET_CONFIG_MAC + i));
     n->rx_bufs = alloc_zeroed(sizeof(uint8_t*) * n->rx.size, 8);
     n->rx_count = 0;
     n->tx_tables = alloc_zeroed(sizeof(struct virtq_desc) * 4 * n->tx.size, 16);

@@ -1,6 +1,7 @@
 /* Legacy virtio-pci driver; see virtio_pci.h. */
 #include "virtio_pci.h"
 
+#include "msix.h"
 #include "runtime.h"
 #include "x86.h"
 
@@ -16,6 +17,7 @@ bool virtio_pci_find(uint16_t device_id, struct virtio_pci* dev) {
     dev->bar_size = (uint32_t)bar.size;
     dev->irq = pci_read8(a, PCI_INTERRUPT_LINE);
     dev->pin = pci_read8(a, PCI_INTERRUPT_PIN);
+    dev->config = VIRTIO_PCI_CONFIG;
     /* I/O decoding for the registers; bus mastering because the device
      * reads and writes our memory (minikvm does not check it; hardware and
      * QEMU do). INTx stays enabled (INTx-disable clear). */
@@ -96,4 +98,20 @@ bool vp_kick(const struct virtio_pci* d, struct virtq* vq) {
      * store before it (I/O instructions are serializing on x86). */
     vp_notify(d, vq->index);
     return true;
+}
+
+void vp_set_msix(struct virtio_pci* d, const struct msix* m, bool on) {
+    msix_set_enabled(m, on);
+    d->config = on ? VIRTIO_PCI_CONFIG_MSIX : VIRTIO_PCI_CONFIG;
+}
+
+uint16_t vp_set_config_vector(const struct virtio_pci* d, uint16_t vector) {
+    vp_write16(d, VIRTIO_MSI_CONFIG_VECTOR, vector);
+    return vp_read16(d, VIRTIO_MSI_CONFIG_VECTOR);
+}
+
+uint16_t vp_set_queue_vector(const struct virtio_pci* d, uint16_t index, uint16_t vector) {
+    vp_write16(d, VIRTIO_PCI_QUEUE_SEL, index);
+    vp_write16(d, VIRTIO_MSI_QUEUE_VECTOR, vector);
+    return vp_read16(d, VIRTIO_MSI_QUEUE_VECTOR);
 }

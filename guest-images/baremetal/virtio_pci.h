@@ -11,7 +11,11 @@
  *   16      16     queue notify: write the queue index         WO
  *   18      8      device status                               RW
  *   19      8      ISR status: bit 0 queue, bit 1 config       RO, reading clears it
- *   20      ...    device-specific configuration (no MSI-X)
+ *   20      ...    device-specific configuration, while MSI-X is off
+ * and while MSI-X is enabled (4.1.4.8):
+ *   20      16     config change vector                        RW
+ *   22      16     queue vector of the selected queue          RW
+ *   24      ...    device-specific configuration
  *
  * Initialization (3.1.1, legacy variant 3.1.2): reset (status 0), set
  * ACKNOWLEDGE, set DRIVER, read device features and write the subset we
@@ -40,6 +44,10 @@
 #define VIRTIO_PCI_STATUS 18
 #define VIRTIO_PCI_ISR 19
 #define VIRTIO_PCI_CONFIG 20
+#define VIRTIO_MSI_CONFIG_VECTOR 20
+#define VIRTIO_MSI_QUEUE_VECTOR 22
+#define VIRTIO_PCI_CONFIG_MSIX 24
+#define VIRTIO_MSI_NO_VECTOR 0xffff
 
 /* Device status bits (2.1). */
 #define VIRTIO_STATUS_ACKNOWLEDGE 0x01
@@ -62,6 +70,7 @@ struct virtio_pci {
     uint32_t bar_size;
     uint8_t irq;         /* interrupt line register: the IOAPIC input (GSI) */
     uint8_t pin;         /* interrupt pin: 1 = INTA# */
+    uint16_t config;     /* where device configuration starts: 20, or 24 with MSI-X on */
 };
 
 /* Finds the function with this device ID, enables I/O decoding and bus
@@ -90,6 +99,14 @@ uint32_t vp_queue_pfn(const struct virtio_pci* d, uint16_t index);
 void vp_notify(const struct virtio_pci* d, uint16_t index);
 /* Reads (and so clears) the ISR; this also lowers the INTx line. */
 uint8_t vp_isr(const struct virtio_pci* d);
+
+/* MSI-X on or off (see msix.h), moving d->config with it. */
+struct msix;
+void vp_set_msix(struct virtio_pci* d, const struct msix* m, bool on);
+/* Maps config changes / queue `index` to MSI-X `vector` and returns what
+ * the register reads back (VIRTIO_MSI_NO_VECTOR: the device could not). */
+uint16_t vp_set_config_vector(const struct virtio_pci* d, uint16_t vector);
+uint16_t vp_set_queue_vector(const struct virtio_pci* d, uint16_t index, uint16_t vector);
 
 /* The whole legacy initialization up to (not including) DRIVER_OK: reset,
  * ACKNOWLEDGE, DRIVER, features = device's & wanted, never BAD_FEATURE.

@@ -81,6 +81,12 @@ static inline uint16_t read_cs(void) {
 /* MMIO (LAPIC, IOAPIC): volatile accesses of exactly the given width. */
 static inline uint32_t mmio_read32(uint64_t address) { return *(volatile uint32_t*)address; }
 static inline void mmio_write32(uint64_t address, uint32_t v) { *(volatile uint32_t*)address = v; }
+static inline uint8_t mmio_read8(uint64_t address) { return *(volatile uint8_t*)address; }
+static inline void mmio_write8(uint64_t address, uint8_t v) { *(volatile uint8_t*)address = v; }
+static inline uint16_t mmio_read16(uint64_t address) { return *(volatile uint16_t*)address; }
+static inline void mmio_write16(uint64_t address, uint16_t v) { *(volatile uint16_t*)address = v; }
+static inline uint64_t mmio_read64(uint64_t address) { return *(volatile uint64_t*)address; }
+static inline void mmio_write64(uint64_t address, uint64_t v) { *(volatile uint64_t*)address = v; }
 
 /* Ordering for shared-memory protocols (virtio rings). x86 keeps loads with
  * loads and stores with stores in order, so those two only stop the
