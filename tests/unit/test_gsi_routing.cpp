@@ -9,6 +9,7 @@
 
 #include <algorithm>
 
+#include "devices/irqfd_msi_sender.h"
 #include "vmm/core/gsi_routing.h"
 #include "vmm/core/kvm.h"
 #include "vmm/core/unique_fd.h"
@@ -123,4 +124,31 @@ TEST_CASE("routing on /dev/kvm: our own limit and KVM's refusal are clean errors
         too_many[i].u.msi.address_lo = 0xfee00000;
     }
     CHECK_THROWS(vm.set_gsi_routing(too_many));
+}
+
+TEST_CASE("IrqfdMsiSender: a route and an irqfd per vector, following its message; a full table falls back",
+          "[gsi-routing]") {
+    Kvm kvm = Kvm::open();
+    Vm vm = Vm::create(kvm);
+    // Room for one MSI route next to the 40 default ones.
+    GsiRouting routing(vm, static_cast<uint32_t>(GsiRoutingTable::default_route_count() + 1));
+    {
+        IrqfdMsiSender sender(vm, routing, "test-device");
+        sender.send(0, {0xfee00000, 0x30});
+        CHECK(sender.routed_vectors() == 1);
+        CHECK(routing.msi_routes() == 1);
+        sender.send(0, {0xfee00000, 0x30});
+        sender.send(0, {0xfee01000, 0x31});  // reprogrammed: the route follows
+        CHECK(routing.msi_routes() == 1);
+        CHECK(sender.direct_deliveries() == 0);
+        // No room for vector 1's route: KVM_SIGNAL_MSI instead, not a lost interrupt.
+        sender.send(1, {0xfee00000, 0x32});
+        CHECK(sender.routed_vectors() == 1);
+        CHECK(sender.direct_deliveries() == 1);
+        const std::string state = sender.state_lines();
+        CHECK_THAT(state, Contains("msix vector 0 irqfd gsi=24 sent=3\n"));
+        CHECK_THAT(state, Contains("msix direct KVM_SIGNAL_MSI deliveries=1\n"));
+    }
+    // The destructor gave the route back.
+    CHECK(routing.msi_routes() == 0);
 }

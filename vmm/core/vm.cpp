@@ -98,13 +98,18 @@ void Vm::add_irqfd(int trigger, uint32_t gsi) const {
     check(::ioctl(fd_.get(), KVM_IRQFD, &request), "KVM_IRQFD");
 }
 
-void Vm::signal_msi(uint64_t address, uint32_t data) const {
+bool Vm::signal_msi(uint64_t address, uint32_t data) const {
     kvm_msi msi{};
     msi.address_lo = static_cast<uint32_t>(address);
     msi.address_hi = static_cast<uint32_t>(address >> 32);
     msi.data = data;
-    // Returns >0 when delivered, 0 when the guest blocked it: both are fine.
-    check(::ioctl(fd_.get(), KVM_SIGNAL_MSI, &msi), "KVM_SIGNAL_MSI");
+    // >0: delivered; 0: the guest's APIC blocked it. KVM returns -1, which
+    // reads as EPERM, when no vCPU has the destination APIC ID: as on
+    // hardware, a message to nobody is dropped.
+    const int result = ::ioctl(fd_.get(), KVM_SIGNAL_MSI, &msi);
+    if (result < 0 && errno == EPERM) return false;
+    check(result, "KVM_SIGNAL_MSI");
+    return true;
 }
 
 void Vm::set_gsi_routing(std::span<const kvm_irq_routing_entry> entries) const {

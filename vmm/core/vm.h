@@ -43,8 +43,9 @@ public:
     void add_irqfd(int trigger, uint32_t gsi) const;
 
     // Injects one MSI directly (KVM_SIGNAL_MSI): the path for a message that
-    // has no route of its own, when KVM's routing table is full.
-    void signal_msi(uint64_t address, uint32_t data) const;
+    // has no route of its own, when KVM's routing table is full. False when
+    // no vCPU has the destination APIC ID (dropped, as on hardware).
+    bool signal_msi(uint64_t address, uint32_t data) const;
 
     // Replaces KVM's whole interrupt routing table (GsiRouting owns it).
     void set_gsi_routing(std::span<const kvm_irq_routing_entry> entries) const;
