@@ -32,6 +32,7 @@
  *                      descriptor, 8 in flight: refill, notify, poll the used
  *                      ring; p50/p99 per 4 KiB buffer (added to returned) */
 #include "bench.h"
+#include "bench_irq.h"
 #include "clock.h"
 #include "console.h"
 #include "runtime.h"
@@ -134,6 +135,45 @@ static bool bench_console(void) {
     /* No EVENT_IDX: every transmit is notified, which is what is measured. */
     if (!console_start(0)) return false;
     measure(iterations() / 10, console_op);
+    return true;
+}
+
+/* The same one-byte transmit, completion by interrupt (MSI-X, or INTx
+ * without it): each sample is notify to the handler's entry. */
+static bool bench_console_irq(void) {
+    if (!console_find()) return skip("no virtio-console");
+    if (!console_start(0)) return false;
+    static const uint16_t tx_queue = CONSOLE_TX;
+    if (!bench_irq_start(&console_dev.dev, &tx_queue, 1)) return false;
+    struct virtq* tx = &console_dev.tx;
+    virtq_enable_interrupts(tx);
+    static const char newline[] = "\n";
+    static char token[1];
+    const unsigned n = iterations() / 10;
+    uint64_t* samples = alloc_zeroed(sizeof(uint64_t) * MAX_SAMPLES, 8);
+    const unsigned kept = n < MAX_SAMPLES ? n : MAX_SAMPLES;
+    const uint64_t start = rdtsc();
+    for (unsigned i = 0; i < n; ++i) {
+        const struct virtq_buf buf = {newline, 1};
+        const uint64_t seen = bench_irq.count;
+        const uint64_t t0 = rdtsc();
+        CHECK(virtq_add(tx, &buf, 1, 0, token) >= 0, "transmitq full");
+        if (virtq_kick_prepare(tx)) vp_notify(&console_dev.dev, CONSOLE_TX);
+        CHECK(bench_irq_wait(seen, 1000), "transmit %u: no interrupt in 1 s (%s)", i, bench_irq_mode());
+        if (i < kept) samples[i] = bench_irq.tsc - t0;
+        uint32_t len = 0;
+        CHECK(virtq_get(tx, &len) == token, "interrupt before the used entry, or a foreign token");
+    }
+    const uint64_t total_ns = cycles_to_ns(rdtsc() - start);
+    bench_irq_stop();
+    CHECK(bench_irq.count == n, "%llu interrupts for %u transmits", (unsigned long long)bench_irq.count, n);
+    uint64_t sum = 0;
+    for (unsigned i = 0; i < kept; ++i) sum += samples[i];
+    sort_u64(samples, kept);
+    info("ops=%u ops_per_s=%llu mean_ns=%llu p50_ns=%llu p99_ns=%llu irq=%s", n,
+         (unsigned long long)(total_ns ? (uint64_t)n * 1000000000ull / total_ns : 0),
+         (unsigned long long)cycles_to_ns(sum / kept), (unsigned long long)cycles_to_ns(samples[kept / 2]),
+         (unsigned long long)cycles_to_ns(samples[kept * 99 / 100]), bench_irq_mode());
     return true;
 }
 
@@ -305,6 +345,7 @@ const struct test bench_tests[] = {
     {"bench-pio", bench_pio, "benchmark: port-I/O exit round trip (port 0x80)"},
     {"bench-mmio", bench_mmio, "benchmark: MMIO exit round trip (unmapped address)"},
     {"bench-console", bench_console, "benchmark: virtio-console notify-to-completion latency"},
+    {"bench-console-irq", bench_console_irq, "benchmark: virtio-console notify-to-interrupt-handler latency"},
     {"bench-serial-out", bench_serial_out, "benchmark: kernel-log text through the 8250 (THRE poll, THR write)"},
     {"bench-console-out", bench_console_out, "benchmark: kernel-log text through virtio-console, 4 KiB buffers"},
     {"bench-clock", bench_clock, "benchmark: two marks clock-ms apart by the guest's clock, for the host to time"},
