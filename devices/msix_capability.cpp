@@ -26,13 +26,14 @@ uint32_t bar_size_for(uint32_t pba_offset, uint16_t vectors) {
 }  // namespace
 
 MsixCapability::MsixCapability(PciConfigSpace& config, unsigned bar, uint16_t vectors, MsixTable::Deliver deliver,
-                               MsixTable::Refused on_refused, std::string name)
+                               MsixTable::Refused on_refused, std::string name, const std::atomic<bool>* trace)
     : config_(config),
       bar_(bar),
       name_(std::move(name)),
       table_(vectors, std::move(deliver), std::move(on_refused)),
       pba_offset_(pba_offset_for(vectors)),
-      bar_size_(bar_size_for(pba_offset_, vectors)) {
+      bar_size_(bar_size_for(pba_offset_, vectors)),
+      trace_(trace) {
     if (bar >= PciConfigSpace::kBarCount) throw std::invalid_argument("MSI-X: BAR index out of range");
     // Body after the ID and next pointer: Message Control, Table, PBA.
     const uint16_t control = static_cast<uint16_t>(vectors - 1u);  // table size - 1; both control bits clear
@@ -68,6 +69,22 @@ bool MsixCapability::config_written(uint32_t offset, uint32_t length) {
     return enable != was_enabled;
 }
 
+void MsixCapability::trace_access(const char* direction, uint64_t offset, std::span<const uint8_t> data) const {
+    static constexpr const char* kFields[] = {"address", "address", "address", "address",
+                                              "upper-address", "upper-address", "upper-address", "upper-address",
+                                              "data", "data", "data", "data",
+                                              "control", "control", "control", "control"};
+    uint64_t value = 0;
+    for (size_t i = 0; i < data.size() && i < sizeof value; ++i) value |= uint64_t{data[i]} << (8 * i);
+    const std::string what = offset < table_.table_bytes()
+                                 ? fmt::format("entry {} {}", offset / MsixTable::kEntryBytes,
+                                               kFields[offset % MsixTable::kEntryBytes])
+                             : offset >= pba_offset_ ? std::string("pba")
+                                                     : std::string("unused");
+    spdlog::info("trace {} msix-bar {} off={:#x} {} len={} val={:#0{}x}", name_, direction, offset, what, data.size(),
+                 value, 2 + 2 * data.size());
+}
+
 void MsixCapability::read(uint64_t offset, std::span<uint8_t> data) {
     // Split at the PBA: bytes before it are the table's (zero past its end).
     for (size_t i = 0; i < data.size();) {
@@ -81,9 +98,12 @@ void MsixCapability::read(uint64_t offset, std::span<uint8_t> data) {
             break;
         }
     }
+    if (trace_ != nullptr && trace_->load(std::memory_order_relaxed)) trace_access("read ", offset, data);
 }
 
 void MsixCapability::write(uint64_t offset, std::span<const uint8_t> data) {
+    // Before the effects, so a delivery the unmask causes follows it.
+    if (trace_ != nullptr && trace_->load(std::memory_order_relaxed)) trace_access("write", offset, data);
     const uint64_t table_end = table_.table_bytes();
     if (offset < table_end) {
         const size_t n = std::min<uint64_t>(data.size(), table_end - offset);

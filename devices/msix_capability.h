@@ -39,8 +39,10 @@ public:
     // Adds the capability to `config` (which must outlive this), pointing at
     // BAR `bar`. `name` prefixes log lines. Throws like PciConfigSpace::
     // add_capability, or std::invalid_argument for a bad vector count.
+    // `trace`, if given (and while true), logs every BAR access at info:
+    //   trace NAME msix-bar write off=0x2c entry 2 control len=4 val=0x00000000
     MsixCapability(PciConfigSpace& config, unsigned bar, uint16_t vectors, MsixTable::Deliver deliver,
-                   MsixTable::Refused on_refused, std::string name);
+                   MsixTable::Refused on_refused, std::string name, const std::atomic<bool>* trace = nullptr);
 
     uint8_t offset() const { return offset_; }  // in configuration space
     unsigned bar() const { return bar_; }
@@ -68,6 +70,7 @@ public:
 
 private:
     uint16_t message_control() const;
+    void trace_access(const char* direction, uint64_t offset, std::span<const uint8_t> data) const;
 
     PciConfigSpace& config_;
     const unsigned bar_;
@@ -75,6 +78,7 @@ private:
     MsixTable table_;
     const uint32_t pba_offset_;
     const uint32_t bar_size_;
+    const std::atomic<bool>* const trace_;
     uint8_t offset_ = 0;
     std::atomic<bool> stray_write_logged_{false};
 };

@@ -158,7 +158,7 @@ VirtioPciLegacy::VirtioPciLegacy(VirtioDevice& device, const GuestMemory& memory
         msix_ = std::make_unique<MsixCapability>(
             config_, kMsixBar, static_cast<uint16_t>(vectors),
             [msix](uint16_t vector, const MsiMessage& message) { msix->send(vector, message); },
-            [this](uint16_t vector, const MsiMessage& message) { msix_refused(vector, message); }, name_);
+            [this](uint16_t vector, const MsiMessage& message) { msix_refused(vector, message); }, name_, &trace_);
     }
 }
 

@@ -7,12 +7,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "captured_log.h"
 #include "devices/msi_sender.h"
 #include "virtio_pci_rig.h"
 
@@ -286,4 +288,27 @@ TEST_CASE("virtio-pci MSI-X: the state dump shows vectors, masks and pending bit
     CHECK_THAT(report, Catch::Contains("virtio-msix msix enabled=yes function_mask=no vectors=3 refused=0\n"));
     CHECK_THAT(report, Catch::Contains("virtio-msix msix vector 1 addr=0xfee00000 data=0x41 masked=no pending=no\n"));
     CHECK_THAT(report, Catch::Contains("virtio-msix msix vector 2 addr=0xfee00000 data=0x42 masked=yes pending=yes\n"));
+}
+
+TEST_CASE("virtio-pci MSI-X: --trace virtio shows table writes, vectors and every signal", "[virtio-pci][msix]") {
+    MsixRig rig;
+    rig.transport.set_trace(true);
+    test_helpers::CapturedLog log;
+    rig.start();
+    rig.bar_write32(2 * 16 + 12, 1);
+    rig.dev.signal_used(1);
+    rig.bar_write32(2 * 16 + 12, 0);
+    REQUIRE(rig.set_queue_vector(1, V::kNoVector) == V::kNoVector);
+    rig.dev.signal_used(1);
+    std::vector<std::string> traces;
+    for (const std::string& line : log.matching("[info] trace ")) traces.push_back(line.substr(line.find("trace ")));
+    const auto has = [&](const std::string& text) {
+        return std::find(traces.begin(), traces.end(), text) != traces.end();
+    };
+    CHECK(has("trace virtio-msix msix-bar write off=0x28 entry 2 data len=4 val=0x00000042"));
+    CHECK(has("trace virtio-msix msix enabled"));
+    CHECK(has("trace virtio-msix msix q1 vector 0x2"));
+    CHECK(has("trace virtio-msix msix-bar write off=0x2c entry 2 control len=4 val=0x00000001"));
+    CHECK(has("trace virtio-msix irq used-buffer msix vector 2 pending (masked)"));
+    CHECK(has("trace virtio-msix irq used-buffer not sent: no MSI-X vector mapped"));
 }
