@@ -47,10 +47,7 @@ bool bench_irq_start(struct virtio_pci* d, const uint16_t* queues, unsigned n) {
                   queues[i]);
     } else {
         memset(&msix, 0, sizeof msix);
-        intx_vector = (uint8_t)(VECTOR_DEVICE_BASE + (d->irq & 0x3f));
-        set_interrupt_handler(intx_vector, on_intx);
-        ioapic_route(d->irq, intx_vector, host_quirks.level_irq_unusable ? IOAPIC_EDGE_HIGH : IOAPIC_LEVEL_LOW);
-        (void)vp_isr(d); /* an edge needs the line low first */
+        intx_vector = vp_intx_route(d, on_intx);
     }
     irq_enable();
     return true;
@@ -70,8 +67,7 @@ void bench_irq_stop(void) {
         vp_set_msix(device, &msix, false);
         set_interrupt_handler(VECTOR_BENCH, 0);
     } else if (intx_vector) {
-        ioapic_mask(device->irq);
-        set_interrupt_handler(intx_vector, 0);
+        vp_intx_unroute(device, intx_vector);
     }
 }
 

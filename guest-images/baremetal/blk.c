@@ -12,8 +12,7 @@ struct blk blk_dev;
 
 void blk_cleanup_irq(void) {
     if (blk_dev.vector) {
-        ioapic_mask(blk_dev.dev.irq);
-        set_interrupt_handler(blk_dev.vector, 0);
+        vp_intx_unroute(&blk_dev.dev, blk_dev.vector);
         blk_dev.vector = 0;
     }
     irq_disable();
@@ -133,11 +132,7 @@ static void on_blk_interrupt(struct interrupt_frame* f) {
 }
 
 void blk_enable_irq(void) {
-    blk_dev.vector = (uint8_t)(VECTOR_DEVICE_BASE + (blk_dev.dev.irq & 0x3f));
-    set_interrupt_handler(blk_dev.vector, on_blk_interrupt);
-    ioapic_route(blk_dev.dev.irq, blk_dev.vector, host_quirks.level_irq_unusable ? IOAPIC_EDGE_HIGH : IOAPIC_LEVEL_LOW);
-    (void)vp_isr(&blk_dev.dev); /* an edge needs the line low first */
-    irq_enable();
+    blk_dev.vector = vp_intx_route(&blk_dev.dev, on_blk_interrupt);
 }
 
 void blk_pattern_fill(void* buf, uint64_t disk_offset, uint32_t len, uint64_t magic) {

@@ -20,8 +20,7 @@ struct console console_dev;
 
 void console_cleanup_irq(void) {
     if (console_dev.vector) {
-        ioapic_mask(console_dev.dev.irq);
-        set_interrupt_handler(console_dev.vector, 0);
+        vp_intx_unroute(&console_dev.dev, console_dev.vector);
         console_dev.vector = 0;
     }
     irq_disable();
@@ -105,11 +104,7 @@ bool console_send_filler(void) {
 }
 
 /* Interrupts: the device's INTx goes to IOAPIC input `irq` (the interrupt
- * line register; minikvm: GSI 15 + slot). Level-triggered, active low, as
- * the MP table and ACPI describe it, except where level interrupts are
- * unusable (PVM, see cpu.h): there edge. Edge works because the handler
- * reads the ISR, which lowers the line, so the next used buffer makes a
- * new rising edge. */
+ * line register; minikvm: GSI 15 + slot), see vp_intx_route(). */
 static void on_console_interrupt(struct interrupt_frame* f) {
     (void)f;
     struct console* c = &console_dev;
@@ -123,13 +118,7 @@ static void on_console_interrupt(struct interrupt_frame* f) {
 
 void console_enable_irq(void) {
     struct console* c = &console_dev;
-    c->vector = (uint8_t)(VECTOR_DEVICE_BASE + (c->dev.irq & 0x3f));
-    set_interrupt_handler(c->vector, on_console_interrupt);
-    ioapic_route(c->dev.irq, c->vector, host_quirks.level_irq_unusable ? IOAPIC_EDGE_HIGH : IOAPIC_LEVEL_LOW);
-    /* Read (and so clear) the ISR after routing: a line left asserted by
-     * earlier, unacknowledged completions would never make an edge. */
-    (void)vp_isr(&c->dev);
-    irq_enable();
+    c->vector = vp_intx_route(&c->dev, on_console_interrupt);
 }
 
 bool console_wait_interrupts(volatile unsigned* counter, unsigned want, uint64_t timeout_ms) {

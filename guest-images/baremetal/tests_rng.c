@@ -33,8 +33,7 @@ static void rng_cleanup(void) {
     if (!rng.dev.io) return;
     vp_reset(&rng.dev);
     if (rng.vector) {
-        ioapic_mask(rng.dev.irq);
-        set_interrupt_handler(rng.vector, 0);
+        vp_intx_unroute(&rng.dev, rng.vector);
         rng.vector = 0;
     }
     irq_disable();
@@ -192,11 +191,7 @@ static void on_rng_interrupt(struct interrupt_frame* f) {
 static bool test_rng_interrupts(void) {
     NEED_RNG();
     CHECK(rng_start(0), "start"); /* no EVENT_IDX: an interrupt per completion unless suppressed */
-    rng.vector = (uint8_t)(VECTOR_DEVICE_BASE + (rng.dev.irq & 0x3f));
-    set_interrupt_handler(rng.vector, on_rng_interrupt);
-    ioapic_route(rng.dev.irq, rng.vector, host_quirks.level_irq_unusable ? IOAPIC_EDGE_HIGH : IOAPIC_LEVEL_LOW);
-    (void)vp_isr(&rng.dev); /* an edge needs the line low first */
-    irq_enable();
+    rng.vector = vp_intx_route(&rng.dev, on_rng_interrupt);
     enum { kRounds = 8 };
     for (unsigned round = 1; round <= kRounds; ++round) {
         uint8_t* buf = alloc_zeroed(32, 8);

@@ -1,6 +1,8 @@
 /* Legacy virtio-pci driver; see virtio_pci.h. */
 #include "virtio_pci.h"
 
+#include "apic.h"
+#include "cpu.h"
 #include "msix.h"
 #include "runtime.h"
 #include "x86.h"
@@ -98,6 +100,20 @@ bool vp_kick(const struct virtio_pci* d, struct virtq* vq) {
      * store before it (I/O instructions are serializing on x86). */
     vp_notify(d, vq->index);
     return true;
+}
+
+uint8_t vp_intx_route(const struct virtio_pci* d, void (*handler)(struct interrupt_frame*)) {
+    const uint8_t vector = (uint8_t)(VECTOR_DEVICE_BASE + (d->irq & 0x3f));
+    set_interrupt_handler(vector, handler);
+    ioapic_route(d->irq, vector, host_quirks.level_irq_unusable ? IOAPIC_EDGE_HIGH : IOAPIC_LEVEL_LOW);
+    (void)vp_isr(d);
+    irq_enable();
+    return vector;
+}
+
+void vp_intx_unroute(const struct virtio_pci* d, uint8_t vector) {
+    ioapic_mask(d->irq);
+    set_interrupt_handler(vector, 0);
 }
 
 void vp_set_msix(struct virtio_pci* d, const struct msix* m, bool on) {

@@ -100,6 +100,18 @@ void vp_notify(const struct virtio_pci* d, uint16_t index);
 /* Reads (and so clears) the ISR; this also lowers the INTx line. */
 uint8_t vp_isr(const struct virtio_pci* d);
 
+/* INTx: routes the device's interrupt line (d->irq) through the IOAPIC to
+ * `handler` on this CPU and unmasks interrupts (TPR 0); returns the vector.
+ * Level-triggered, active low, as the MP table and ACPI describe it,
+ * except where level interrupts are unusable (PVM, see cpu.h): there edge,
+ * which works because the handler reads the ISR, lowering the line, so the
+ * next interrupt makes a new rising edge. The ISR is read once here: a line
+ * left asserted by earlier completions would never make an edge. */
+struct interrupt_frame;
+uint8_t vp_intx_route(const struct virtio_pci* d, void (*handler)(struct interrupt_frame*));
+/* Masks the IOAPIC input and removes the handler of `vector`. */
+void vp_intx_unroute(const struct virtio_pci* d, uint8_t vector);
+
 /* MSI-X on or off (see msix.h), moving d->config with it. */
 struct msix;
 void vp_set_msix(struct virtio_pci* d, const struct msix* m, bool on);
