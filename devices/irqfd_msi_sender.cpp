@@ -47,8 +47,13 @@ IrqfdMsiSender::Route* IrqfdMsiSender::route_for(uint16_t vector, const MsiMessa
         if (!route.event) throw std::system_error(errno, std::generic_category(), "eventfd");
         vm_.add_irqfd(route.event.get(), route.gsi);
     } catch (const std::system_error& failure) {
-        routing_.remove_msi(route.gsi);
         error = fmt::format("binding an irqfd to GSI {}: {}", route.gsi, failure.what());
+        try {
+            routing_.remove_msi(route.gsi);
+        } catch (const std::exception& also) {
+            // The route stays in the table unused; the caller still delivers.
+            error += fmt::format(" (and removing its route: {})", also.what());
+        }
         return nullptr;
     }
     spdlog::debug("{}: MSI-X vector {} on GSI {}", name_, vector, route.gsi);

@@ -60,12 +60,18 @@ uint16_t MsixCapability::message_control() const {
 bool MsixCapability::function_masked() const { return (message_control() & kControlFunctionMask) != 0; }
 
 bool MsixCapability::config_written(uint32_t offset, uint32_t length) {
-    const uint32_t control = offset_ + 2u;
-    if (offset + uint64_t{length} <= control || offset >= control + 2) return false;
+    const auto touches = [&](uint32_t start, uint32_t bytes) {
+        return offset + uint64_t{length} > start && offset < start + bytes;
+    };
+    if (!touches(offset_ + 2u, 2) && !touches(PciConfigSpace::kCommand, 2)) return false;
     const uint16_t value = message_control();
     const bool was_enabled = table_.enabled();
     const bool enable = (value & kControlEnable) != 0;
-    table_.set_control(enable, (value & kControlFunctionMask) != 0);
+    // An MSI is a memory write: with Bus Master Enable clear the function
+    // may send none. Vectors then go pending, as under the function mask,
+    // and are delivered once bus mastering is back.
+    const bool bus_master = (config_.command() & PciConfigSpace::kCommandBusMaster) != 0;
+    table_.set_control(enable, (value & kControlFunctionMask) != 0 || !bus_master);
     return enable != was_enabled;
 }
 

@@ -13,7 +13,10 @@
 // The owner (a PCI device) declares the BAR with bar_size(), maps this
 // BusDevice on it, and calls config_written() after every guest write to
 // its configuration space, so the enable and mask bits take effect (and
-// unmasking delivers what is pending). The PBA is read-only; writes to it,
+// unmasking delivers what is pending). While the command register's Bus
+// Master Enable is clear the function sends no MSI (it is a memory write):
+// signals go pending as under the function mask and are delivered once it
+// is set again. The PBA is read-only; writes to it,
 // or past the table and PBA, are ignored and logged once.
 // Thread-safe like MsixTable.
 

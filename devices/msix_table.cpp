@@ -22,6 +22,11 @@ void MsixTable::reset() {
     function_masked_ = false;
 }
 
+void MsixTable::clear_pending() {
+    std::lock_guard lock(mutex_);
+    for (Entry& entry : entries_) entry.pending = false;
+}
+
 MsiMessage MsixTable::message_of(const Entry& entry) {
     uint32_t low = 0, high = 0, data = 0;
     std::memcpy(&low, entry.bytes, 4);

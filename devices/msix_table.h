@@ -74,6 +74,9 @@ public:
     // Back to the power-on state: every vector masked, nothing pending,
     // disabled (a function-level reset).
     void reset();
+    // Forgets every pending signal, masks and messages untouched: the
+    // device's own reset (what was pending is no longer the driver's).
+    void clear_pending();
 
 private:
     struct Entry {

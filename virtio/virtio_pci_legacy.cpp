@@ -432,9 +432,11 @@ void VirtioPciLegacy::reset_locked() {
     std::lock_guard state(state_mutex_);
     status_ = 0;
     isr_ = 0;
-    // The mapping is virtio state; the MSI-X table itself is PCI state and stays.
+    // The mapping is virtio state; the MSI-X table itself is PCI state and
+    // stays, but what was pending belonged to the device before the reset.
     config_vector_ = kNoVector;
     std::fill(queue_vectors_.begin(), queue_vectors_.end(), kNoVector);
+    if (msix_) msix_->table().clear_pending();
     broken_ = false;
     broken_reason_.clear();
     lower_locked("reset");
@@ -534,8 +536,12 @@ void VirtioPciLegacy::signal_config_change() {
         if (trace()) spdlog::info("trace {} irq config-change dropped: device not running", name_);
         return;
     }
-    if (msix_enabled_) signal_vector_locked(config_vector_, "config-change");
-    else raise_locked(kIsrConfig);
+    if (msix_enabled_) {
+        isr_ |= kIsrConfig;  // 4.1.4.5.1: set before every config notification, MSI-X or not
+        signal_vector_locked(config_vector_, "config-change");
+    } else {
+        raise_locked(kIsrConfig);
+    }
 }
 
 void VirtioPciLegacy::signal_vector_locked(uint16_t vector, const char* what) {
@@ -602,8 +608,12 @@ void VirtioPciLegacy::mark_broken(std::string_view reason) {
     // virtio 1.2 2.1.2: after DEVICE_NEEDS_RESET with DRIVER_OK set, the
     // device sends a configuration change notification.
     if ((status_ & kStatusDriverOk) == 0) return;
-    if (msix_enabled_) signal_vector_locked(config_vector_, "config-change");
-    else raise_locked(kIsrConfig);
+    if (msix_enabled_) {
+        isr_ |= kIsrConfig;
+        signal_vector_locked(config_vector_, "config-change");
+    } else {
+        raise_locked(kIsrConfig);
+    }
 }
 
 // --- Diagnostics -----------------------------------------------------------

@@ -64,10 +64,13 @@ constexpr uint64_t kDiskSectors = 128;  // 64 KiB
 //                offset within the register block (mod the BAR size)
 //                width selector (mod 3): 1, 2 or 4 bytes
 //                high: address bits for kind 4; for kinds 0 and 1, where
-//                  the access goes: bit 7 PCI configuration space from the
-//                  MSI-X capability on (offset mod 16: Message Control's
-//                  enable and mask bits), else bit 6 the MSI-X BAR (table
-//                  and PBA, offset x 16 + (high & 15)), else the registers
+//                  the access goes: bit 7 PCI configuration space -- the
+//                  command register (Bus Master Enable) when the offset's
+//                  bit 7 is set, else the MSI-X capability on (offset mod
+//                  16: Message Control's enable and mask bits) --, else
+//                  bit 6 the MSI-X BAR (table and PBA, offset x 16 +
+//                  (high & 15)), else the registers. Bus mastering starts
+//                  on, as a driver sets it before anything else.
 //                value, 32-bit little-endian
 //   [2+8N..]   guest memory contents from address 0
 struct Operation {
@@ -244,6 +247,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                               nullptr, nullptr, &msi);
     transport.connect_intx(irq);
     MsixCapability& msix = *transport.msix();
+    {
+        const uint8_t bus_master[2] = {PciConfigSpace::kCommandBusMaster, 0};
+        transport.config().write(PciConfigSpace::kCommand, bus_master);
+        transport.config_written(PciConfigSpace::kCommand, 2);
+    }
 
     for (size_t i = 0; i < count; ++i) {
         const Operation op = decode(data + 2 + 8 * i);
@@ -253,7 +261,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         // Accesses never cross the end of the BAR: the bus only routes those.
         const uint32_t width = std::min<uint32_t>(op.width, transport.bar_size() - offset);
         const Target target = target_of(op.high);
-        const uint32_t config_offset = msix.offset() + op.offset % 16u;
+        const uint32_t config_offset = (op.offset & 0x80) != 0 ? PciConfigSpace::kCommand + (op.offset & 1u)
+                                                               : msix.offset() + op.offset % 16u;
         const uint32_t bar_offset = std::min((op.offset * 16u + (op.high & 15u)), msix.bar_size() - op.width);
         switch (op.kind) {
             case 0:

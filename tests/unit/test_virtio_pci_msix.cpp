@@ -40,7 +40,11 @@ struct RecordingMsi : MsiSender {
 constexpr uint32_t kMsiAddress = 0xfee0'0000;
 
 struct MsixRig {
-    MsixRig() : transport(dev, memory, "virtio-msix", nullptr, nullptr, &msi) { transport.connect_intx(irq); }
+    MsixRig() : transport(dev, memory, "virtio-msix", nullptr, nullptr, &msi) {
+        transport.connect_intx(irq);
+        // A driver enables bus mastering first: without it no MSI may be sent.
+        config_write16(PciConfigSpace::kCommand, PciConfigSpace::kCommandBusMaster);
+    }
 
     MsixCapability& cap() { return *transport.msix(); }
 
@@ -202,11 +206,15 @@ TEST_CASE("virtio-pci MSI-X: signals go to their vectors, not INTx", "[virtio-pc
     rig.dev.signal_used(0);
     rig.dev.signal_used(1);
     rig.dev.signals()->signal_config_change();
-    CHECK(rig.msi.vectors() == std::vector<uint16_t>{1, 2, 0});
+    REQUIRE(rig.msi.vectors() == std::vector<uint16_t>{1, 2, 0});
     CHECK(rig.msi.sent[0].second == MsiMessage{kMsiAddress, 0x41});
     CHECK_FALSE(rig.irq.level);
     CHECK(rig.irq.rising_edges == 0);
+    // 4.1.4.5.1: the config bit is set before every config notification,
+    // MSI-X or not; the queue bit only without MSI-X. No INTx either way.
+    CHECK(reg_read(rig.transport, V::kIsr, 1) == V::kIsrConfig);
     CHECK(reg_read(rig.transport, V::kIsr, 1) == 0);
+    CHECK_FALSE(rig.irq.level);
 
     SECTION("a queue without a vector is silent") {
         REQUIRE(rig.set_queue_vector(1, V::kNoVector) == V::kNoVector);
@@ -230,6 +238,24 @@ TEST_CASE("virtio-pci MSI-X: signals go to their vectors, not INTx", "[virtio-pc
         CHECK(rig.msi.sent.size() == 3);
         rig.set_msix(true, false);
         CHECK(rig.msi.vectors() == std::vector<uint16_t>{1, 2, 0, 1});
+    }
+    SECTION("bus mastering off: no MSI is sent, it waits") {
+        rig.config_write16(PciConfigSpace::kCommand, 0);
+        rig.dev.signal_used(0);
+        rig.dev.signal_used(0);
+        CHECK(rig.msi.sent.size() == 3);
+        CHECK((rig.bar_read32(2048) & 0b10) != 0);
+        rig.config_write16(PciConfigSpace::kCommand, PciConfigSpace::kCommandBusMaster);
+        CHECK(rig.msi.vectors() == std::vector<uint16_t>{1, 2, 0, 1});
+    }
+    SECTION("a reset forgets what was pending") {
+        rig.bar_write32(1 * 16 + 12, 1);
+        rig.dev.signal_used(0);
+        CHECK((rig.bar_read32(2048) & 0b10) != 0);
+        reg_write(rig.transport, V::kStatus, 1, 0);
+        CHECK(rig.bar_read32(2048) == 0);
+        rig.bar_write32(1 * 16 + 12, 0);
+        CHECK(rig.msi.sent.size() == 3);
     }
     SECTION("a vector changed between signals") {
         REQUIRE(rig.set_queue_vector(0, 2) == 2);
