@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 
 #include "vmm/backends/vfio/dma_memlock.h"
+#include "vmm/backends/vfio/guest_ram_dma.h"
 #include "vmm/backends/vfio/host_pci_address.h"
 #include "vmm/backends/vfio/host_pci_device.h"
 #include "vmm/backends/vfio/vfio_container.h"
@@ -209,4 +210,27 @@ TEST_CASE("VFIO nodes: a missing or foreign /dev/vfio is one line, exit 6", "[vf
         CHECK(error.code() == ExitCode::BadDevice);
         CHECK_THAT(std::string(error.what()), Contains("cannot open /nonexistent/7: No such file or directory"));
     }
+}
+
+TEST_CASE("guest RAM for DMA: IOVA = guest-physical, clear of reserved regions, inside the IOMMU's reach", "[vfio]") {
+    const std::vector<MemoryRegion> ram_4g = GuestMemory::layout(4ull << 30);  // split around the PCI hole
+    const std::vector<IovaRegion> msi{{0xfee00000, 0xfeefffff, "msi"}};
+    const std::vector<VfioContainer::IovaRange> usable{{0, 0xfedfffff}, {0xfef00000, 0x7fffffffff}};
+    CHECK_FALSE(guest_ram_dma_problem(ram_4g, msi, usable));
+    CHECK_FALSE(guest_ram_dma_problem(ram_4g, msi, {}));  // the kernel said nothing about ranges
+
+    // A firmware range inside low RAM: "direct-relaxable" may be overridden, "reserved" may not.
+    const std::vector<IovaRegion> rmrr{{0xa0000, 0xbffff, "direct-relaxable"}};
+    CHECK_FALSE(guest_ram_dma_problem(ram_4g, rmrr, usable));
+    const std::vector<IovaRegion> firmware{{0x7f000000, 0x7fffffff, "reserved"}};
+    const auto overlap = guest_ram_dma_problem(ram_4g, firmware, usable);
+    REQUIRE(overlap);
+    CHECK_THAT(*overlap, Contains("guest RAM 0x0-0xbfffffff overlaps the IOMMU's reserved reserved region "
+                                  "0x7f000000-0x7fffffff") && Contains("give the guest less memory"));
+
+    // An IOMMU with 36 address bits cannot reach RAM at 64 GiB.
+    const std::vector<MemoryRegion> far{{64ull << 30, 1ull << 30, 0}};
+    const auto beyond = guest_ram_dma_problem(far, msi, {{0, 0xfedfffff}, {0xfef00000, 0xfffffffff}});
+    REQUIRE(beyond);
+    CHECK_THAT(*beyond, Contains("is beyond what this host's IOMMU can map (up to 0xfffffffff)"));
 }

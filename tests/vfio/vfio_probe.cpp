@@ -1,8 +1,8 @@
 // The whole host-side VFIO sequence minikvm's device assignment relies on,
 // against a real device (in CI: the nested test host's emulated NVMe
 // controller behind its emulated IOMMU): the sysfs checks, the memlock
-// check, container, group, type-1 IOMMU, a DMA map of anonymous memory
-// the way guest RAM is mapped, the device fd, its regions and interrupts,
+// check, container, group, type-1 IOMMU, guest RAM mapped for DMA as
+// minikvm maps it (GuestRamDma, IOVA = guest-physical), the device fd, its regions and interrupts,
 // configuration space and BAR 0 read through the fd and through an mmap,
 // and a reset. Prints one "VFIO-PROBE ..." line per fact; a person's error
 // is the one line minikvm would print, exit 6.
@@ -12,21 +12,26 @@
 #include <linux/vfio.h>
 #include <sys/mman.h>
 
+#include <cerrno>
+
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <optional>
 #include <string>
 
 #include <fmt/format.h>
 
 #include "vmm/backends/vfio/dma_memlock.h"
+#include "vmm/backends/vfio/guest_ram_dma.h"
 #include "vmm/backends/vfio/host_pci_address.h"
 #include "vmm/backends/vfio/host_pci_device.h"
 #include "vmm/backends/vfio/vfio_container.h"
 #include "vmm/backends/vfio/vfio_device.h"
 #include "vmm/backends/vfio/vfio_group.h"
 #include "vmm/core/error.h"
+#include "vmm/core/guest_memory.h"
 
 using namespace minikvm;
 
@@ -35,21 +40,6 @@ namespace {
 constexpr uint64_t kDmaBytes = 64ull << 20;
 
 void say(const std::string& line) { std::printf("VFIO-PROBE %s\n", line.c_str()); }
-
-// The first IOVA at or above `from` where `size` bytes fit between the
-// group's reserved regions (guest RAM starts at 0 and must avoid them too).
-uint64_t free_iova(const HostPciDevice& device, uint64_t from, uint64_t size) {
-    uint64_t at = from;
-    for (bool moved = true; moved;) {
-        moved = false;
-        for (const IovaRegion& region : device.reserved_regions)
-            if (at <= region.end && at + size - 1 >= region.start) {
-                at = (region.end + 1 + 0xfff) & ~uint64_t{0xfff};
-                moved = true;
-            }
-    }
-    return at;
-}
 
 int probe(const std::string& text) {
     std::string error;
@@ -69,11 +59,10 @@ int probe(const std::string& text) {
     for (const VfioContainer::IovaRange& range : container.iova_ranges())
         say(fmt::format("iova range {:#x}-{:#x}", range.start, range.end));
 
-    void* memory = ::mmap(nullptr, kDmaBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (memory == MAP_FAILED) fail(ExitCode::HostError, "mmap of {} bytes: {}", kDmaBytes, std::strerror(errno));
-    const uint64_t iova = free_iova(host, 0, kDmaBytes);
-    container.map_dma(iova, kDmaBytes, memory);
-    say(fmt::format("dma map iova={:#x} size={:#x}", iova, kDmaBytes));
+    const GuestMemory ram = GuestMemory::allocate(kDmaBytes);
+    std::optional<GuestRamDma> dma;
+    dma.emplace(container, ram, host.reserved_regions, option);
+    for (const auto& [iova, size] : dma->mappings()) say(fmt::format("dma map iova={:#x} size={:#x}", iova, size));
 
     VfioDevice device(group.device_fd(address->to_string()), address->to_string());
     say(fmt::format("device fd pci={} reset={} regions={} irqs={}", device.is_pci() ? "yes" : "no",
@@ -105,7 +94,7 @@ int probe(const std::string& text) {
         ::munmap(mapped, bar0.size);
     }
     say(fmt::format("reset {}", device.reset() ? "ok" : "failed"));
-    container.unmap_dma(iova, kDmaBytes);
+    dma.reset();  // unmaps
     say("done");
     return 0;
 }
