@@ -24,8 +24,10 @@
 // writing its number; one the table does not have reads back as
 // NO_VECTOR (0xffff), logged once, and so does every vector after a reset.
 // While MSI-X is enabled, used-buffer and config-change signals go to the
-// mapped vector (none for NO_VECTOR), never to INTx or the ISR; the table's
-// mask and pending rules apply (masked: pending, delivered once on unmask).
+// mapped vector (none for NO_VECTOR), never to INTx; the ISR gets only the
+// config bit (virtio 4.1.4.5.1). The table's mask and pending rules apply
+// (masked, or Bus Master Enable clear: pending, delivered once later), and
+// a reset forgets what was pending.
 // Enabling MSI-X lowers INTx; disabling it raises INTx again if the ISR
 // still holds bits. Without an MsiSender (`--msix off`) there is no
 // capability and no BAR 1: INTx only.
