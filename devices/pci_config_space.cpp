@@ -174,7 +174,38 @@ uint8_t PciConfigSpace::add_capability(uint8_t id, std::span<const uint8_t> body
     const size_t length = 2 + body.size();
     if (at + length > kSize)
         throw std::length_error(fmt::format("PCI capability {:#x} ({} bytes) does not fit in config space", id, length));
+    place_capability_locked(at, id, body, writable);
+    return static_cast<uint8_t>(at);
+}
 
+void PciConfigSpace::add_capability_at(uint8_t offset, uint8_t id, std::span<const uint8_t> body,
+                                       std::span<const uint8_t> writable) {
+    if (!writable.empty() && writable.size() != body.size())
+        throw std::invalid_argument(fmt::format("PCI capability {:#x}: write mask of {} bytes for a body of {}", id,
+                                                writable.size(), body.size()));
+    std::lock_guard lock(mutex_);
+    const uint32_t at = offset;
+    const uint32_t end = at + 2 + static_cast<uint32_t>(body.size());
+    if (at < kFirstCapability || at % 4 != 0 || end > kSize)
+        throw std::invalid_argument(
+            fmt::format("PCI capability {:#x} at {:#x} ({} bytes): not a dword-aligned place in 0x40-0xff", id, at,
+                        end - at));
+    // Walk the list: every capability so far spans from its offset to the
+    // next one's or the end of what it holds; overlap is refused.
+    for (uint32_t cap = bytes_[kCapabilitiesPointer]; cap != 0; cap = bytes_[cap + 1]) {
+        const auto found = std::find_if(capability_ends_.begin(), capability_ends_.end(),
+                                        [&](const auto& entry) { return entry.first == cap; });
+        const uint32_t cap_end = found != capability_ends_.end() ? found->second : cap + 2;
+        if (at < cap_end && cap < end)
+            throw std::invalid_argument(
+                fmt::format("PCI capability {:#x} at {:#x} overlaps the capability at {:#x}", id, at, cap));
+    }
+    place_capability_locked(at, id, body, writable);
+}
+
+void PciConfigSpace::place_capability_locked(uint32_t at, uint8_t id, std::span<const uint8_t> body,
+                                             std::span<const uint8_t> writable) {
+    const size_t length = 2 + body.size();
     bytes_[at] = id;
     bytes_[at + 1] = 0;  // end of list, until another capability follows
     std::copy(body.begin(), body.end(), bytes_.begin() + at + 2);
@@ -187,9 +218,10 @@ uint8_t PciConfigSpace::add_capability(uint8_t id, std::span<const uint8_t> body
         bytes_[last_capability_ + 1u] = static_cast<uint8_t>(at);
     }
     last_capability_ = static_cast<uint8_t>(at);
-    // Capability pointers are dword-aligned (their low two bits are reserved).
-    next_capability_ = static_cast<uint32_t>((at + length + 3) & ~size_t{3});
-    return static_cast<uint8_t>(at);
+    capability_ends_.emplace_back(at, static_cast<uint32_t>(at + length));
+    // Capability pointers are dword-aligned (their low two bits are
+    // reserved); the next one goes after the furthest so far.
+    next_capability_ = std::max(next_capability_, static_cast<uint32_t>((at + length + 3) & ~size_t{3}));
 }
 
 uint16_t PciConfigSpace::get16(uint32_t offset) const {

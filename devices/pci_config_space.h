@@ -17,6 +17,8 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <utility>
+#include <vector>
 
 namespace minikvm {
 
@@ -131,6 +133,12 @@ public:
     // Capabilities are dword-aligned from 0x40; throws std::length_error when
     // there is no room, std::invalid_argument on a mask of the wrong size.
     uint8_t add_capability(uint8_t id, std::span<const uint8_t> body, std::span<const uint8_t> writable = {});
+    // The same at a given offset (an assigned device keeps its capabilities
+    // where the hardware has them): dword-aligned, from 0x40, inside the
+    // 256 bytes and clear of every capability already added
+    // (std::invalid_argument otherwise). Linked at the list's tail.
+    void add_capability_at(uint8_t offset, uint8_t id, std::span<const uint8_t> body,
+                           std::span<const uint8_t> writable = {});
 
 private:
     struct Bar {
@@ -151,8 +159,13 @@ private:
     std::array<uint8_t, kSize> writable_{};        // bits a guest write may change
     std::array<uint8_t, kSize> write_one_clear_{};  // bits a guest write of 1 clears
     std::array<Bar, kBarCount> bars_{};
+    // With mutex_ held: writes and links a checked capability at `at`.
+    void place_capability_locked(uint32_t at, uint8_t id, std::span<const uint8_t> body,
+                                 std::span<const uint8_t> writable);
+
     uint32_t next_capability_ = kFirstCapability;  // where the next capability goes
     uint8_t last_capability_ = 0;                  // offset of the list's tail, 0 if empty
+    std::vector<std::pair<uint32_t, uint32_t>> capability_ends_;  // (offset, end) of each capability
 };
 
 }  // namespace minikvm

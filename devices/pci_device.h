@@ -7,6 +7,7 @@
 #include <compare>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,16 @@ public:
     virtual ~PciDevice() = default;
 
     virtual PciConfigSpace& config() = 0;
+    // Guest accesses to configuration space (`offset` + size within 256).
+    // By default config() serves them; a device that passes part of its
+    // configuration space through to hardware (an assigned device)
+    // overrides both and keeps config() for what it emulates, since the
+    // bridge reads BARs, the command register and the interrupt registers
+    // from config(). Run under the bridge's lock.
+    virtual void config_read(uint32_t offset, std::span<uint8_t> data) { config().read(offset, data); }
+    virtual PciConfigChanges config_write(uint32_t offset, std::span<const uint8_t> data) {
+        return config().write(offset, data);
+    }
     // The BARs to implement; asked once, when the device is registered.
     // The bridge declares them in config(), so the device must not.
     virtual std::vector<PciBar> bars() = 0;

@@ -152,7 +152,9 @@ void PciHostBridge::read(uint64_t offset, std::span<uint8_t> data) {
     Target target = selected_function();
     if (target.config != nullptr) {
         const auto byte_in_dword = static_cast<uint32_t>(offset - kDataWindowOffset);
-        target.config->read(register_of(config_address_) + byte_in_dword, data);
+        const uint32_t config_offset = register_of(config_address_) + byte_in_dword;
+        if (target.slot != nullptr) target.slot->device->config_read(config_offset, data);
+        else target.config->read(config_offset, data);
     }
     if (trace()) trace_access("read ", offset, data, target.config != nullptr);
 }
@@ -172,8 +174,11 @@ void PciHostBridge::write(uint64_t offset, std::span<const uint8_t> data) {
     if (target.config == nullptr) return;
     const auto byte_in_dword = static_cast<uint32_t>(offset - kDataWindowOffset);
     const uint32_t config_offset = register_of(config_address_) + byte_in_dword;
-    const PciConfigChanges changes = target.config->write(config_offset, data);
-    if (target.slot == nullptr) return;  // the bridge itself has no BARs and no interrupt
+    if (target.slot == nullptr) {  // the bridge itself: no BARs, no interrupt
+        target.config->write(config_offset, data);
+        return;
+    }
+    const PciConfigChanges changes = target.slot->device->config_write(config_offset, data);
     target.slot->device->config_written(config_offset, static_cast<uint32_t>(data.size()));
     if (changes.decoding_may_have_changed())
         update_bar_mappings(static_cast<uint8_t>(device_of(config_address_)), *target.slot);

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <array>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -414,6 +415,32 @@ TEST_CASE("PCI config space: capabilities are linked from 0x34 and flagged in st
     CHECK(config.add_capability(0x05, std::vector<uint8_t>(0xa0, 0)) == 0x54);  // ends at 0xf6
     CHECK_THROWS_AS(config.add_capability(0x05, std::vector<uint8_t>(8, 0)), std::length_error);
     CHECK(config.add_capability(0x05, std::vector<uint8_t>(6, 0)) == 0xf8);  // exactly to the end
+}
+
+TEST_CASE("PCI config space: capabilities at given offsets, as an assigned device has them") {
+    PciConfigSpace config(kTestIdentity);
+    // The order a device lists them need not be the order of their offsets.
+    config.add_capability_at(0x70, 0x10, std::vector<uint8_t>(0x3a, 0));  // PCIe: 0x70-0xab
+    config.add_capability_at(0x40, 0x01, std::vector<uint8_t>{1, 2, 3, 4, 5, 6});  // PM: 0x40-0x47
+    std::vector<uint8_t> ids, offsets;
+    for (uint32_t at = config_read(config, 0x34, 1); at != 0; at = config_read(config, at + 1, 1)) {
+        ids.push_back(static_cast<uint8_t>(config_read(config, at, 1)));
+        offsets.push_back(static_cast<uint8_t>(at));
+    }
+    CHECK(ids == std::vector<uint8_t>{0x10, 0x01});
+    CHECK(offsets == std::vector<uint8_t>{0x70, 0x40});
+    CHECK(config_read(config, 0x42, 2) == 0x0201);
+
+    // Overlaps, misalignment and ranges outside 0x40-0xff are refused.
+    CHECK_THROWS_AS(config.add_capability_at(0x44, 0x05, std::vector<uint8_t>(2, 0)), std::invalid_argument);
+    CHECK_THROWS_AS(config.add_capability_at(0xa8, 0x05, std::vector<uint8_t>(2, 0)), std::invalid_argument);
+    CHECK_THROWS_AS(config.add_capability_at(0x6c, 0x05, std::vector<uint8_t>(4, 0)), std::invalid_argument);
+    CHECK_THROWS_AS(config.add_capability_at(0x4a, 0x05, std::vector<uint8_t>(2, 0)), std::invalid_argument);
+    CHECK_THROWS_AS(config.add_capability_at(0x3c, 0x05, std::vector<uint8_t>(2, 0)), std::invalid_argument);
+    CHECK_THROWS_AS(config.add_capability_at(0xfc, 0x05, std::vector<uint8_t>(4, 0)), std::invalid_argument);
+    config.add_capability_at(0x48, 0x05, std::vector<uint8_t>(2, 0));  // the gap right after PM fits
+    // One placed by add_capability goes after the furthest so far.
+    CHECK(config.add_capability(0x11, std::vector<uint8_t>(10, 0)) == 0xac);
 }
 
 // ---------------------------------------------------------------- host bridge
@@ -900,4 +927,45 @@ TEST_CASE("PCI host bridge trace: off by default and when turned off", "[trace]"
     pci.bridge.set_trace(false);
     pci.write_config(1, 0x04, 2, 0);
     CHECK(log.count("trace") == 0);
+}
+
+namespace {
+
+// A device whose registers from 0x80 on live in "hardware" (an array), the
+// way an assigned device passes through what it does not emulate.
+class PassThroughDevice : public TestDevice {
+public:
+    void config_read(uint32_t offset, std::span<uint8_t> data) override {
+        TestDevice::config_read(offset, data);
+        for (size_t i = 0; i < data.size(); ++i)
+            if (offset + i >= 0x80) data[i] = hardware[offset + i];
+    }
+    PciConfigChanges config_write(uint32_t offset, std::span<const uint8_t> data) override {
+        writes.emplace_back(offset, data.size());
+        for (size_t i = 0; i < data.size(); ++i)
+            if (offset + i >= 0x80) hardware[offset + i] = data[i];
+        return TestDevice::config_write(offset, data);
+    }
+    std::array<uint8_t, 256> hardware{};
+    std::vector<std::pair<uint32_t, size_t>> writes;
+};
+
+}  // namespace
+
+TEST_CASE("PCI host bridge: a device may serve configuration accesses itself (pass-through)") {
+    PciBus bus;
+    PassThroughDevice device;
+    for (size_t i = 0x80; i < 0x100; ++i) device.hardware[i] = static_cast<uint8_t>(i);
+    const PciBdf bdf = bus.bridge.register_device(device);
+    CHECK(bus.read_config(bdf.device, 0x84, 4) == 0x8786'8584);  // from the "hardware"
+    CHECK(bus.read_config(bdf.device, 0x00, 2) == kTestIdentity.vendor_id);  // emulated
+    bus.write_config(bdf.device, 0x90, 2, 0xbeef);
+    CHECK(device.hardware[0x90] == 0xef);
+    CHECK(device.hardware[0x91] == 0xbe);
+    CHECK(device.writes.back() == std::pair<uint32_t, size_t>{0x90, 2});
+    // The bridge still acts on what the device's write changed: decoding on maps BAR 0.
+    bus.write_config(bdf.device, PciConfigSpace::kCommand, 2, PciConfigSpace::kCommandIoEnable);
+    REQUIRE_FALSE(device.mapping_changes.empty());
+    CHECK(device.mapping_changes.back().first == 0);
+    CHECK(device.mapping_changes.back().second.has_value());
 }
