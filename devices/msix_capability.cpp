@@ -11,34 +11,54 @@ namespace minikvm {
 
 namespace {
 
-uint32_t pba_offset_for(uint16_t vectors) {
-    const uint32_t table = uint32_t{vectors} * MsixTable::kEntryBytes;
-    return std::max(MsixCapability::kDefaultPbaOffset, (table + 7u) & ~7u);
+uint32_t table_bytes(uint16_t vectors) { return uint32_t{vectors} * MsixTable::kEntryBytes; }
+uint32_t pba_bytes(uint16_t vectors) { return ((vectors + 63u) / 64u) * 8u; }
+
+uint32_t bar_size_for(const MsixCapability::Layout& layout, uint16_t vectors) {
+    const uint64_t end = std::max(uint64_t{layout.table_offset} + table_bytes(vectors),
+                                  uint64_t{layout.pba_offset} + pba_bytes(vectors));
+    uint64_t size = MsixCapability::kMinBarSize;
+    while (size < end) size <<= 1;
+    return static_cast<uint32_t>(std::min<uint64_t>(size, 0x8000'0000));
 }
 
-uint32_t bar_size_for(uint32_t pba_offset, uint16_t vectors) {
-    const uint32_t end = pba_offset + ((vectors + 63u) / 64u) * 8u;
-    uint32_t size = MsixCapability::kMinBarSize;
-    while (size < end) size <<= 1;
-    return size;
+const MsixCapability::Layout& checked(const MsixCapability::Layout& layout, uint16_t vectors) {
+    const bool same_bar = layout.table_bar == layout.pba_bar;
+    const bool overlap = same_bar && layout.table_offset < uint64_t{layout.pba_offset} + pba_bytes(vectors) &&
+                         layout.pba_offset < uint64_t{layout.table_offset} + table_bytes(vectors);
+    if (layout.table_bar >= PciConfigSpace::kBarCount || layout.pba_bar >= PciConfigSpace::kBarCount ||
+        layout.table_offset % 8 != 0 || layout.pba_offset % 8 != 0 || overlap)
+        throw std::invalid_argument(fmt::format("MSI-X: bad layout (table BAR{}+{:#x}, PBA BAR{}+{:#x})",
+                                                layout.table_bar, layout.table_offset, layout.pba_bar,
+                                                layout.pba_offset));
+    return layout;
 }
 
 }  // namespace
 
+MsixCapability::Layout MsixCapability::own_bar(unsigned bar, uint16_t vectors) {
+    const uint32_t pba = std::max(kDefaultPbaOffset, (table_bytes(vectors) + 7u) & ~7u);
+    return Layout{bar, 0, bar, pba, std::nullopt};
+}
+
 MsixCapability::MsixCapability(PciConfigSpace& config, unsigned bar, uint16_t vectors, MsixTable::Deliver deliver,
                                MsixTable::Refused on_refused, std::string name, const std::atomic<bool>* trace)
+    : MsixCapability(config, vectors, own_bar(bar, vectors), std::move(deliver), std::move(on_refused),
+                     std::move(name), trace) {}
+
+MsixCapability::MsixCapability(PciConfigSpace& config, uint16_t vectors, const Layout& layout,
+                               MsixTable::Deliver deliver, MsixTable::Refused on_refused, std::string name,
+                               const std::atomic<bool>* trace)
     : config_(config),
-      bar_(bar),
+      layout_(checked(layout, vectors)),
       name_(std::move(name)),
       table_(vectors, std::move(deliver), std::move(on_refused)),
-      pba_offset_(pba_offset_for(vectors)),
-      bar_size_(bar_size_for(pba_offset_, vectors)),
+      bar_size_(bar_size_for(layout_, vectors)),
       trace_(trace) {
-    if (bar >= PciConfigSpace::kBarCount) throw std::invalid_argument("MSI-X: BAR index out of range");
     // Body after the ID and next pointer: Message Control, Table, PBA.
     const uint16_t control = static_cast<uint16_t>(vectors - 1u);  // table size - 1; both control bits clear
-    const uint32_t table = 0u | bar;                                  // offset 0, BIR in bits 2:0
-    const uint32_t pba = pba_offset_ | bar;
+    const uint32_t table = layout_.table_offset | layout_.table_bar;  // BIR in bits 2:0
+    const uint32_t pba = layout_.pba_offset | layout_.pba_bar;
     std::array<uint8_t, 10> body{};
     std::array<uint8_t, 10> writable{};
     body[0] = static_cast<uint8_t>(control);
@@ -48,7 +68,12 @@ MsixCapability::MsixCapability(PciConfigSpace& config, unsigned bar, uint16_t ve
         body[6 + i] = static_cast<uint8_t>(pba >> (8 * i));
     }
     writable[1] = static_cast<uint8_t>((kControlEnable | kControlFunctionMask) >> 8);
-    offset_ = config_.add_capability(kCapabilityId, body, writable);
+    if (layout_.capability_offset) {
+        config_.add_capability_at(*layout_.capability_offset, kCapabilityId, body, writable);
+        offset_ = *layout_.capability_offset;
+    } else {
+        offset_ = config_.add_capability(kCapabilityId, body, writable);
+    }
 }
 
 uint16_t MsixCapability::message_control() const {
@@ -82,38 +107,49 @@ void MsixCapability::trace_access(const char* direction, uint64_t offset, std::s
                                               "control", "control", "control", "control"};
     uint64_t value = 0;
     for (size_t i = 0; i < data.size() && i < sizeof value; ++i) value |= uint64_t{data[i]} << (8 * i);
-    const std::string what = offset < table_.table_bytes()
-                                 ? fmt::format("entry {} {}", offset / MsixTable::kEntryBytes,
-                                               kFields[offset % MsixTable::kEntryBytes])
-                             : offset >= pba_offset_ ? std::string("pba")
-                                                     : std::string("unused");
+    const uint64_t in_table = offset - layout_.table_offset;  // wraps when below: then not in the table
+    const bool pba = layout_.pba_bar == layout_.table_bar && offset >= layout_.pba_offset &&
+                     offset < uint64_t{layout_.pba_offset} + table_.pba_bytes();
+    const std::string what = offset >= layout_.table_offset && in_table < table_.table_bytes()
+                                 ? fmt::format("entry {} {}", in_table / MsixTable::kEntryBytes,
+                                               kFields[in_table % MsixTable::kEntryBytes])
+                             : pba ? std::string("pba")
+                                   : std::string("unused");
     spdlog::info("trace {} msix-bar {} off={:#x} {} len={} val={:#0{}x}", name_, direction, offset, what, data.size(),
                  value, 2 + 2 * data.size());
 }
 
 void MsixCapability::read(uint64_t offset, std::span<uint8_t> data) {
-    // Split at the PBA: bytes before it are the table's (zero past its end).
-    for (size_t i = 0; i < data.size();) {
+    // Byte by byte: the table's, the PBA's (when it shares the BAR), or 0.
+    const uint64_t table_start = layout_.table_offset, table_end = table_start + table_.table_bytes();
+    const bool pba_here = layout_.pba_bar == layout_.table_bar;
+    const uint64_t pba_start = layout_.pba_offset, pba_end = pba_start + table_.pba_bytes();
+    for (size_t i = 0; i < data.size(); ++i) {
         const uint64_t at = offset + i;
-        if (at < pba_offset_) {
-            const size_t n = std::min<uint64_t>(data.size() - i, pba_offset_ - at);
-            table_.read_table(at, data.subspan(i, n));
-            i += n;
-        } else {
-            table_.read_pba(at - pba_offset_, data.subspan(i));
-            break;
-        }
+        if (at >= table_start && at < table_end) table_.read_table(at - table_start, data.subspan(i, 1));
+        else if (pba_here && at >= pba_start && at < pba_end) table_.read_pba(at - pba_start, data.subspan(i, 1));
+        else data[i] = 0;
     }
     if (trace_ != nullptr && trace_->load(std::memory_order_relaxed)) trace_access("read ", offset, data);
+}
+
+void MsixCapability::read_pba_bar(uint64_t offset, std::span<uint8_t> data) const {
+    const uint64_t start = layout_.pba_offset;
+    for (size_t i = 0; i < data.size(); ++i) {
+        const uint64_t at = offset + i;
+        if (at >= start && at < start + table_.pba_bytes()) table_.read_pba(at - start, data.subspan(i, 1));
+        else data[i] = 0;
+    }
 }
 
 void MsixCapability::write(uint64_t offset, std::span<const uint8_t> data) {
     // Before the effects, so a delivery the unmask causes follows it.
     if (trace_ != nullptr && trace_->load(std::memory_order_relaxed)) trace_access("write", offset, data);
-    const uint64_t table_end = table_.table_bytes();
-    if (offset < table_end) {
+    const uint64_t table_start = layout_.table_offset, table_end = table_start + table_.table_bytes();
+    if (offset >= table_start && offset < table_end) {
+        // Whole-access writes keep the table's one-lock merge (and one delivery on unmask).
         const size_t n = std::min<uint64_t>(data.size(), table_end - offset);
-        table_.write_table(offset, data.first(n));
+        table_.write_table(offset - table_start, data.first(n));
         if (n == data.size()) return;
     }
     if (!stray_write_logged_.exchange(true))

@@ -22,6 +22,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -39,18 +40,38 @@ public:
     static constexpr uint32_t kMinBarSize = 4096;
     static constexpr uint32_t kDefaultPbaOffset = 2048;
 
-    // Adds the capability to `config` (which must outlive this), pointing at
-    // BAR `bar`. `name` prefixes log lines. Throws like PciConfigSpace::
-    // add_capability, or std::invalid_argument for a bad vector count.
+    // Where the table and PBA are (BAR index and offset, 8-byte aligned)
+    // and where the capability goes in configuration space (nullopt: the
+    // next free place). An emulated device gives them a BAR of their own
+    // (own_bar); an assigned one keeps the hardware's layout.
+    struct Layout {
+        unsigned table_bar = 0;
+        uint32_t table_offset = 0;
+        unsigned pba_bar = 0;
+        uint32_t pba_offset = 0;
+        std::optional<uint8_t> capability_offset;
+    };
+    // Table at 0 of `bar`, PBA at kDefaultPbaOffset (or after a larger table).
+    static Layout own_bar(unsigned bar, uint16_t vectors);
+
+    // Adds the capability to `config` (which must outlive this). `name`
+    // prefixes log lines. Throws like PciConfigSpace::add_capability(_at),
+    // or std::invalid_argument for a bad vector count or layout (a BAR
+    // index past 5, unaligned offsets, table and PBA overlapping).
     // `trace`, if given (and while true), logs every BAR access at info:
     //   trace NAME msix-bar write off=0x2c entry 2 control len=4 val=0x00000000
+    MsixCapability(PciConfigSpace& config, uint16_t vectors, const Layout& layout, MsixTable::Deliver deliver,
+                   MsixTable::Refused on_refused, std::string name, const std::atomic<bool>* trace = nullptr);
+    // The same with own_bar(bar, vectors).
     MsixCapability(PciConfigSpace& config, unsigned bar, uint16_t vectors, MsixTable::Deliver deliver,
                    MsixTable::Refused on_refused, std::string name, const std::atomic<bool>* trace = nullptr);
 
     uint8_t offset() const { return offset_; }  // in configuration space
-    unsigned bar() const { return bar_; }
+    const Layout& layout() const { return layout_; }
+    unsigned bar() const { return layout_.table_bar; }
+    // What a BAR of its own holding table and PBA needs (at least 4 KiB).
     uint32_t bar_size() const { return bar_size_; }
-    uint32_t pba_offset() const { return pba_offset_; }
+    uint32_t pba_offset() const { return layout_.pba_offset; }
     uint16_t vectors() const { return table_.vectors(); }
 
     // After a guest write of `length` bytes at `offset` in configuration
@@ -63,9 +84,13 @@ public:
     MsixTable& table() { return table_; }
     const MsixTable& table() const { return table_; }
 
-    // BusDevice: the BAR; `offset` is relative to its base.
+    // BusDevice: the table's BAR; `offset` is relative to its base. Bytes
+    // of the table, and of the PBA when it shares the BAR, are served; the
+    // rest reads 0 and ignores writes (logged once).
     void read(uint64_t offset, std::span<uint8_t> data) override;
     void write(uint64_t offset, std::span<const uint8_t> data) override;
+    // The PBA where it has a BAR of its own; `offset` from that BAR's base.
+    void read_pba_bar(uint64_t offset, std::span<uint8_t> data) const;
 
     // "msix enabled=yes function_mask=no" and one line per vector: its
     // message, mask and pending bits. Lines end in '\n'.
@@ -76,10 +101,9 @@ private:
     void trace_access(const char* direction, uint64_t offset, std::span<const uint8_t> data) const;
 
     PciConfigSpace& config_;
-    const unsigned bar_;
+    const Layout layout_;
     const std::string name_;
     MsixTable table_;
-    const uint32_t pba_offset_;
     const uint32_t bar_size_;
     const std::atomic<bool>* const trace_;
     uint8_t offset_ = 0;

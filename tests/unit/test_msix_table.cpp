@@ -9,7 +9,9 @@
 #include <cstring>
 #include <vector>
 
+#include "devices/msix_capability.h"
 #include "devices/msix_table.h"
+#include "devices/pci_config_space.h"
 
 using namespace minikvm;
 
@@ -194,4 +196,67 @@ TEST_CASE("MSI-X: reset masks every vector, clears pending bits and disables", "
     CHECK(rig.table.message(0) == MsiMessage{});
     CHECK(rig.table.signal(0) == MsixTable::Signal::Disabled);
     CHECK(rig.delivered.empty());
+}
+
+TEST_CASE("MSI-X capability: a hardware layout, table and PBA inside a device's BAR", "[msix]") {
+    PciConfigSpace config(PciIdentity{.vendor_id = 0x1b36, .device_id = 0x0010});
+    std::vector<uint16_t> delivered;
+    // As QEMU's NVMe has it: 65 vectors, table at BAR0+0x2000, PBA at BAR0+0x3000.
+    const MsixCapability::Layout layout{0, 0x2000, 0, 0x3000, uint8_t{0x80}};
+    MsixCapability cap(config, 65, layout, [&](uint16_t v, const MsiMessage&) { delivered.push_back(v); }, {},
+                       "nvme");
+    CHECK(cap.offset() == 0x80);
+    uint8_t header[12];
+    config.read(0x80, header);
+    uint32_t table, pba;
+    std::memcpy(&table, header + 4, 4);
+    std::memcpy(&pba, header + 8, 4);
+    CHECK(header[0] == MsixCapability::kCapabilityId);
+    CHECK((header[2] | header[3] << 8) == 64);
+    CHECK(table == 0x2000);
+    CHECK(pba == 0x3000);
+
+    // Accesses at BAR offsets: the table at 0x2000, the PBA at 0x3000, zeros elsewhere.
+    const auto write32 = [&](uint64_t offset, uint32_t value) {
+        uint8_t bytes[4];
+        std::memcpy(bytes, &value, 4);
+        cap.write(offset, bytes);
+    };
+    const auto read32 = [&](uint64_t offset) {
+        uint8_t bytes[4];
+        cap.read(offset, bytes);
+        uint32_t value;
+        std::memcpy(&value, bytes, 4);
+        return value;
+    };
+    write32(0x2000 + 64 * 16, 0xfee00000);
+    write32(0x2000 + 64 * 16 + 8, 0x45);
+    CHECK(read32(0x2000 + 64 * 16) == 0xfee00000);
+    CHECK(cap.table().message(64) == MsiMessage{0xfee00000, 0x45});
+    CHECK(read32(0x1ffc) == 0);
+    cap.table().set_control(true, false);
+    CHECK(cap.table().signal(64) == MsixTable::Signal::Pending);  // still masked
+    CHECK(read32(0x3000 + 8) == 1);                               // vector 64: first bit of the PBA's second qword
+    write32(0x2000 + 64 * 16 + 12, 0);
+    CHECK(delivered == std::vector<uint16_t>{64});
+
+    // Layouts that cannot be: table and PBA overlapping, unaligned, BAR 6.
+    PciConfigSpace other(PciIdentity{});
+    const auto build = [&](MsixCapability::Layout l) {
+        MsixCapability(other, 65, l, [](uint16_t, const MsiMessage&) {}, {}, "bad");
+    };
+    CHECK_THROWS_AS(build({0, 0x2000, 0, 0x2100, std::nullopt}), std::invalid_argument);
+    CHECK_THROWS_AS(build({0, 0x2004, 0, 0x3000, std::nullopt}), std::invalid_argument);
+    CHECK_THROWS_AS(build({6, 0x2000, 0, 0x3000, std::nullopt}), std::invalid_argument);
+
+    // The PBA in a BAR of its own.
+    PciConfigSpace split(PciIdentity{});
+    MsixCapability apart(split, 8, {2, 0, 4, 0x100, std::nullopt}, [](uint16_t, const MsiMessage&) {}, {}, "apart");
+    apart.table().set_control(true, false);
+    CHECK(apart.table().signal(3) == MsixTable::Signal::Pending);
+    uint8_t bits[8] = {};
+    apart.read_pba_bar(0x100, bits);
+    CHECK(bits[0] == 0x08);
+    apart.read(0x100, bits);  // the table's BAR at that offset holds nothing
+    CHECK(bits[0] == 0);
 }
