@@ -82,7 +82,6 @@ uint16_t MsixCapability::message_control() const {
     return static_cast<uint16_t>(bytes[0] | bytes[1] << 8);
 }
 
-bool MsixCapability::function_masked() const { return (message_control() & kControlFunctionMask) != 0; }
 
 bool MsixCapability::config_written(uint32_t offset, uint32_t length) {
     const auto touches = [&](uint32_t start, uint32_t bytes) {

@@ -79,7 +79,6 @@ public:
     // whether the enable bit changed.
     bool config_written(uint32_t offset, uint32_t length);
     bool enabled() const { return table_.enabled(); }
-    bool function_masked() const;
 
     MsixTable& table() { return table_; }
     const MsixTable& table() const { return table_; }

@@ -9,7 +9,10 @@
 #include <fstream>
 #include <string>
 
+#include <linux/vfio.h>
 #include <sys/resource.h>
+
+#include <cstring>
 
 #include "vmm/backends/vfio/dma_memlock.h"
 #include "vmm/backends/vfio/guest_ram_dma.h"
@@ -233,4 +236,36 @@ TEST_CASE("guest RAM for DMA: IOVA = guest-physical, clear of reserved regions, 
     const auto beyond = guest_ram_dma_problem(far, msi, {{0, 0xfedfffff}, {0xfef00000, 0xfffffffff}});
     REQUIRE(beyond);
     CHECK_THAT(*beyond, Contains("is beyond what this host's IOMMU can map (up to 0xfffffffff)"));
+}
+
+TEST_CASE("VFIO_IOMMU_GET_INFO: the IOVA ranges in its capability chain, bounds-checked", "[vfio]") {
+    // Header (argsz, flags, pgsizes, cap_offset, pad), then a migration-like
+    // capability we skip, then the IOVA-range capability with two ranges.
+    std::vector<uint8_t> info(0x60, 0);
+    const auto put32 = [&](size_t at, uint32_t v) { std::memcpy(info.data() + at, &v, 4); };
+    const auto put64 = [&](size_t at, uint64_t v) { std::memcpy(info.data() + at, &v, 8); };
+    put32(0, 0x60);
+    put32(4, VFIO_IOMMU_INFO_CAPS | VFIO_IOMMU_INFO_PGSIZES);
+    put32(16, 0x20);                          // cap_offset
+    put32(0x20, 99 | 1u << 16);               // id 99, version 1
+    put32(0x24, 0x30);                        // next
+    put32(0x30, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE | 1u << 16);
+    put32(0x34, 0);                           // end of chain
+    put32(0x38, 2);                           // nr_iovas
+    put64(0x40, 0);
+    put64(0x48, 0xfedfffff);
+    put64(0x50, 0xfef00000);
+    put64(0x58, 0x7fffffffff);
+    auto ranges = VfioContainer::parse_iova_ranges(info);
+    REQUIRE(ranges.size() == 2);
+    CHECK(ranges[1].start == 0xfef00000);
+    CHECK(ranges[1].end == 0x7fffffffff);
+
+    put32(0x38, 1000);  // more ranges than the buffer holds: only what fits
+    CHECK(VfioContainer::parse_iova_ranges(info).size() == 2);
+    put32(0x34, 0x20);  // a chain going back ends the walk
+    CHECK(VfioContainer::parse_iova_ranges(info).size() == 2);
+    put32(16, 0x5c);    // a header running past the end
+    CHECK(VfioContainer::parse_iova_ranges(info).empty());
+    CHECK(VfioContainer::parse_iova_ranges(std::span(info).first(8)).empty());
 }

@@ -70,10 +70,18 @@ std::vector<VfioContainer::IovaRange> VfioContainer::iova_ranges() const {
     std::vector<uint8_t> buffer(probe.argsz);
     auto* info = reinterpret_cast<vfio_iommu_type1_info*>(buffer.data());
     info->argsz = probe.argsz;
-    if (::ioctl(fd_.get(), VFIO_IOMMU_GET_INFO, info) != 0 || info->cap_offset == 0) return {};
+    if (::ioctl(fd_.get(), VFIO_IOMMU_GET_INFO, info) != 0) return {};
+    return parse_iova_ranges(buffer);
+}
+
+std::vector<VfioContainer::IovaRange> VfioContainer::parse_iova_ranges(std::span<const uint8_t> buffer) {
+    vfio_iommu_type1_info info;
+    if (buffer.size() < sizeof info) return {};
+    std::memcpy(&info, buffer.data(), sizeof info);
+    if (!(info.flags & VFIO_IOMMU_INFO_CAPS)) return {};
     std::vector<IovaRange> ranges;
     // Walk the capability chain, each header checked to lie inside the buffer.
-    for (uint32_t offset = info->cap_offset; offset != 0 && offset + sizeof(vfio_info_cap_header) <= buffer.size();) {
+    for (uint64_t offset = info.cap_offset; offset != 0 && offset + sizeof(vfio_info_cap_header) <= buffer.size();) {
         vfio_info_cap_header header;
         std::memcpy(&header, buffer.data() + offset, sizeof header);
         if (header.id == VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE &&

@@ -10,6 +10,7 @@
 // std::system_error (the host's problem: memory, IOMMU limits).
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,10 @@ public:
     // What the IOMMU can map, from VFIO_IOMMU_GET_INFO; empty when the kernel
     // does not say (then the group's reserved regions are all there is).
     std::vector<IovaRange> iova_ranges() const;
+    // The IOVA-range capability found in VFIO_IOMMU_GET_INFO's answer `info`
+    // (header and capability chain); every header and range is checked to
+    // lie inside `info`, and a chain that does not go forward ends the walk.
+    static std::vector<IovaRange> parse_iova_ranges(std::span<const uint8_t> info);
 
 private:
     VfioContainer(UniqueFd fd, uint32_t type) : fd_(std::move(fd)), iommu_type_(type) {}
