@@ -15,8 +15,10 @@ constexpr uint8_t kIoDecode16 = 1;  // all 16 address bits decoded, not just 10
 // Large items: a tag byte with bit 7 set, then a 16-bit length of the rest.
 constexpr uint8_t kDWordAddressSpaceTag = 0x87;
 constexpr uint8_t kWordAddressSpaceTag = 0x88;
+constexpr uint8_t kQWordAddressSpaceTag = 0x8a;
 constexpr uint16_t kWordAddressSpaceLength = 13;   // without a ResourceSource
 constexpr uint16_t kDWordAddressSpaceLength = 23;
+constexpr uint16_t kQWordAddressSpaceLength = 43;
 
 enum ResourceType : uint8_t { kMemoryRange = 0, kIoRange = 1, kBusNumberRange = 2 };
 
@@ -28,13 +30,15 @@ constexpr uint8_t kFixedProducerWindow = kMinFixed | kMaxFixed;
 
 constexpr uint8_t kIoEntireRange = 0x3;   // ISA and non-ISA ports alike
 constexpr uint8_t kMemoryReadWrite = 0x1;  // and cacheability bits 2:1 = 0: non-cacheable
+constexpr uint8_t kMemoryCacheable = 0x1 << 1;  // bits 2:1 = 1
 
 void put_le(Bytes& out, uint64_t value, size_t width) {
     for (size_t i = 0; i < width; ++i) out.push_back(static_cast<uint8_t>(value >> (8 * i)));
 }
 
 // Address Space Descriptor with _MIN/_MAX fixed: the spec then wants
-// _GRA = 0 and _LEN = _MAX - _MIN + 1. `width` is 2 (Word) or 4 (DWord).
+// _GRA = 0 and _LEN = _MAX - _MIN + 1. `width` is 2 (Word), 4 (DWord) or
+// 8 (QWord).
 Bytes address_space(uint8_t tag, uint16_t length, size_t width, ResourceType type, uint8_t type_flags,
                     uint64_t first, uint64_t last) {
     if (first > last) throw std::invalid_argument("ACPI resource: window ends before it starts");
@@ -73,6 +77,12 @@ Bytes io_window(uint16_t first, uint16_t last) {
 Bytes memory_window(uint32_t first, uint32_t last) {
     return address_space(kDWordAddressSpaceTag, kDWordAddressSpaceLength, 4, kMemoryRange, kMemoryReadWrite,
                          first, last);
+}
+
+Bytes memory_window64(uint64_t first, uint64_t last) {
+    if (first == 0 && last == ~uint64_t{0}) throw std::invalid_argument("ACPI resource: 2^64 bytes do not fit _LEN");
+    return address_space(kQWordAddressSpaceTag, kQWordAddressSpaceLength, 8, kMemoryRange,
+                         kMemoryReadWrite | kMemoryCacheable, first, last);
 }
 
 Bytes resource_template(const std::vector<Bytes>& descriptors) {

@@ -3,7 +3,8 @@
 // the byte format of a ResourceTemplate, which a _CRS object returns inside
 // an AML Buffer. Only the descriptors a PCI root bridge needs: the fixed
 // I/O ports it decodes itself, and the bus-number, I/O and memory windows
-// it forwards to the bus below ("producer" ranges, in ACPI terms).
+// (below and above 4 GiB) it forwards to the bus below ("producer" ranges,
+// in ACPI terms).
 
 #include <cstdint>
 #include <vector>
@@ -27,6 +28,12 @@ Bytes io_window(uint16_t first, uint16_t last);
 // NonCacheable, ReadWrite, 0, first, last, 0, last - first + 1): MMIO a
 // bridge forwards, inclusive.
 Bytes memory_window(uint32_t first, uint32_t last);
+
+// QWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, Cacheable,
+// ReadWrite, 0, first, last, 0, last - first + 1): MMIO above 4 GiB a bridge
+// forwards, inclusive. Cacheable as in QEMU's 64-bit window, which holds the
+// large prefetchable BARs.
+Bytes memory_window64(uint64_t first, uint64_t last);
 
 // ResourceTemplate () { descriptors }: the descriptors back to back, then an
 // End Tag whose checksum makes the whole template sum to zero.

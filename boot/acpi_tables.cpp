@@ -94,13 +94,21 @@ aml::Bytes pci_root_resources(const AcpiConfig& config) {
         throw std::invalid_argument("ACPI: bad PCI I/O window");
     if (config.pci_memory_window_start >= config.pci_memory_window_end)
         throw std::invalid_argument("ACPI: bad PCI memory window");
-    return aml::buffer(acpi_resource::resource_template({
+    if (config.pci_memory64_window_start > config.pci_memory64_window_end)
+        throw std::invalid_argument("ACPI: bad PCI 64-bit memory window");
+    std::vector<acpi_resource::Bytes> resources{
         acpi_resource::bus_number_window(0, 0),
         acpi_resource::io_ports(kPciConfigPorts, kPciConfigPortCount),
         acpi_resource::io_window(0, kPciConfigPorts - 1),
         acpi_resource::io_window(static_cast<uint16_t>(io_start), static_cast<uint16_t>(io_end - 1)),
         acpi_resource::memory_window(config.pci_memory_window_start, config.pci_memory_window_end - 1),
-    }));
+    };
+    // Without it, Linux finds the BARs placed above 4 GiB outside every
+    // bridge window and tries to move them below.
+    if (config.pci_memory64_window_start != config.pci_memory64_window_end)
+        resources.push_back(acpi_resource::memory_window64(config.pci_memory64_window_start,
+                                                           config.pci_memory64_window_end - 1));
+    return aml::buffer(acpi_resource::resource_template(resources));
 }
 
 // _PRT: Package () { Package () { address, pin, source, source index }, ... }.

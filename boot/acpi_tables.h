@@ -9,8 +9,9 @@
 // both describe one machine.
 //
 // The DSDT holds \_S5 and the PCI root bridge \_SB.PCI0: its bus, I/O and
-// memory windows (_CRS), so Linux finds bus 0 through ACPI, and its
-// interrupt routing (_PRT), so Linux can wire each device's INTx to its GSI.
+// memory windows, below 4 GiB and above (_CRS), so Linux finds bus 0
+// through ACPI, and its interrupt routing (_PRT), so Linux can wire each
+// device's INTx to its GSI.
 // Those GSIs get no interrupt source override in the MADT, so Linux programs
 // them level-triggered and active-low, as the MP table declares them too.
 
@@ -34,11 +35,14 @@ struct AcpiConfig {
     // PCI bus 0 (devices/pci_host_bridge.h). The root bridge forwards every
     // I/O port but its configuration ports 0xcf8-0xcff: 0-0xcf7 (the legacy
     // devices) and [pci_io_window_start, pci_io_window_end), which must
-    // cover where BARs go. Memory: [pci_memory_window_start, _end).
+    // cover where BARs go. Memory: [pci_memory_window_start, _end) below
+    // 4 GiB, and [pci_memory64_window_start, _end) above it (equal: none).
     uint32_t pci_io_window_start = 0x0d00;
     uint32_t pci_io_window_end = 0x1'0000;
     uint32_t pci_memory_window_start = 0xc000'0000;
     uint32_t pci_memory_window_end = 0xe000'0000;
+    uint64_t pci_memory64_window_start = 0;
+    uint64_t pci_memory64_window_end = 0;
     std::vector<PciInterruptRoute> pci_routes;  // one _PRT entry each
     // pvpanic's I/O port (devices/pvpanic.h), described as \_SB.PEVT with
     // _HID "QEMU0001"; 0: no pvpanic device.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <iterator>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -11,14 +12,47 @@ namespace minikvm {
 namespace {
 
 constexpr uint8_t kHeaderTypeEndpoint = 0x00;  // type 0, bit 7 clear: single-function
-constexpr uint32_t kIoBarTypeBits = 0x1;       // bit 0 set: I/O space
-constexpr uint32_t kMemoryBarTypeBits = 0x0;   // 32-bit, anywhere below 4 GiB, not prefetchable
-constexpr uint64_t kIoSpaceEnd = 0x1'0000;     // x86 I/O ports are 16-bit
-constexpr uint64_t kMemoryDecodeEnd = 0xffff'ffff;  // a memory BAR must end before the last byte below 4 GiB
+constexpr uint32_t kIoBarTypeBits = 0x1;         // bit 0 set: I/O space
+constexpr uint32_t kMemory64BarTypeBits = 0x4;   // bits 2:1 = 10: anywhere in 64-bit space (32-bit: 00)
+constexpr uint32_t kPrefetchableBit = 0x8;       // bit 3: reads have no side effects
+constexpr uint64_t kIoSpaceEnd = 0x1'0000;       // x86 I/O ports are 16-bit
+constexpr uint64_t kMemory32AddressEnd = 0x1'0000'0000;
+constexpr uint64_t kMemory32DecodeEnd = 0xffff'ffff;  // a 32-bit memory BAR must end before the last byte below 4 GiB
 
 uint32_t bar_offset(unsigned index) { return PciConfigSpace::kBar0 + 4 * index; }
 
+// The read-only low bits of a BAR register.
+uint32_t bar_type_bits(PciBarKind kind, bool prefetchable) {
+    if (kind == PciBarKind::Io) return kIoBarTypeBits;
+    return (kind == PciBarKind::Memory64 ? kMemory64BarTypeBits : 0) | (prefetchable ? kPrefetchableBit : 0);
+}
+
+// The address bits of a BAR of `size` bytes: of the register holding bits
+// 31:0 (all but the type bits) and of a 64-bit BAR's upper register.
+uint32_t lower_address_mask(uint64_t size) { return static_cast<uint32_t>(~(size - 1)); }
+uint32_t upper_address_mask(uint64_t size) { return static_cast<uint32_t>(~(size - 1) >> 32); }
+
+// What differs between the kinds of BAR, in PciBarKind's order.
+struct BarKindTraits {
+    const char* name;
+    const char* trace_name;
+    uint64_t min_size;
+    uint64_t max_size;
+    const char* size_range;
+};
+constexpr BarKindTraits kBarKinds[] = {
+    {"I/O", "io", PciConfigSpace::kMinIoBarSize, PciConfigSpace::kMaxIoBarSize, "4..256"},
+    {"32-bit memory", "mem", PciConfigSpace::kMinMemoryBarSize, PciConfigSpace::kMaxMemory32BarSize, "16..2 GiB"},
+    {"64-bit memory", "mem64", PciConfigSpace::kMinMemoryBarSize, uint64_t{1} << 63, "16..2^63"},
+};
+static_assert(std::size(kBarKinds) == static_cast<size_t>(PciBarKind::Memory64) + 1);
+
+const BarKindTraits& traits(PciBarKind kind) { return kBarKinds[static_cast<size_t>(kind)]; }
+
 }  // namespace
+
+const char* to_string(PciBarKind kind) { return traits(kind).name; }
+const char* trace_name(PciBarKind kind) { return traits(kind).trace_name; }
 
 PciConfigSpace::PciConfigSpace(const PciIdentity& identity) {
     if (identity.class_code > 0xff'ffff)
@@ -56,7 +90,7 @@ void PciConfigSpace::read(uint32_t offset, std::span<uint8_t> data) const {
 PciConfigChanges PciConfigSpace::write(uint32_t offset, std::span<const uint8_t> data) {
     std::lock_guard lock(mutex_);
     const uint16_t old_command = get16(kCommand);
-    std::array<uint32_t, kBarCount> old_bar_addresses{};
+    std::array<uint64_t, kBarCount> old_bar_addresses{};
     for (unsigned i = 0; i < kBarCount; ++i) old_bar_addresses[i] = bar_address_locked(i);
 
     for (size_t i = 0; i < data.size(); ++i) {
@@ -77,57 +111,100 @@ PciConfigChanges PciConfigSpace::write(uint32_t offset, std::span<const uint8_t>
     return changes;
 }
 
-void PciConfigSpace::declare_bar(unsigned index, PciBarKind kind, uint32_t size) {
-    if (index >= kBarCount) throw std::invalid_argument(fmt::format("PCI BAR index {} is not 0-5", index));
-    const bool io = kind == PciBarKind::Io;
-    const bool size_ok = std::has_single_bit(size) &&
-                         (io ? size >= kMinIoBarSize && size <= kMaxIoBarSize : size >= kMinMemoryBarSize);
-    if (!size_ok)
+void PciConfigSpace::declare_bar(unsigned index, PciBarKind kind, uint64_t size, bool prefetchable) {
+    const bool wide = kind == PciBarKind::Memory64;
+    if (index >= kBarCount || (wide && index + 1 >= kBarCount))
+        throw std::invalid_argument(fmt::format("PCI BAR{}: index is not {}", index,
+                                                wide ? "0-4 (a 64-bit BAR takes two registers)" : "0-5"));
+    const BarKindTraits& limits = traits(kind);
+    if (!std::has_single_bit(size) || size < limits.min_size || size > limits.max_size)
         throw std::invalid_argument(fmt::format("PCI BAR{}: {} size {:#x} is not a power of two in {}", index,
-                                                io ? "I/O" : "memory", size, io ? "4..256" : "16..2 GiB"));
+                                                limits.name, size, limits.size_range));
+    if (prefetchable && kind == PciBarKind::Io)
+        throw std::invalid_argument(fmt::format("PCI BAR{}: an I/O BAR cannot be prefetchable", index));
     std::lock_guard lock(mutex_);
-    if (bars_[index].size != 0) throw std::invalid_argument(fmt::format("PCI BAR{} is declared twice", index));
-    bars_[index] = Bar{kind, size};
+    for (unsigned i = index; i <= index + (wide ? 1 : 0); ++i) {
+        if (bars_[i].size != 0 || bars_[i].upper_half)
+            throw std::invalid_argument(
+                i == index ? fmt::format("PCI BAR{} is declared twice", index)
+                           : fmt::format("PCI BAR{}: a 64-bit BAR needs register BAR{} as well, which is taken", index, i));
+    }
+    bars_[index] = Bar{kind, size, prefetchable, false};
     // The sizing protocol in one line: bits below the size are not writable,
-    // so all-ones reads back as ~(size - 1) with the read-only type bits.
-    set32(bar_offset(index), io ? kIoBarTypeBits : kMemoryBarTypeBits);
-    set_write_mask32(bar_offset(index), ~(size - 1));
+    // so all-ones reads back as ~(size - 1) with the read-only type bits --
+    // across both registers of a 64-bit BAR.
+    set32(bar_offset(index), bar_type_bits(kind, prefetchable));
+    set_write_mask32(bar_offset(index), lower_address_mask(size));
+    if (wide) {
+        bars_[index + 1].upper_half = true;
+        set_write_mask32(bar_offset(index + 1), upper_address_mask(size));
+    }
 }
 
-void PciConfigSpace::set_bar_address(unsigned index, uint32_t address) {
+void PciConfigSpace::set_bar_address(unsigned index, uint64_t address) {
     std::lock_guard lock(mutex_);
     if (index >= kBarCount || bars_[index].size == 0)
         throw std::invalid_argument(fmt::format("PCI BAR{} is not declared", index));
     const Bar& bar = bars_[index];
     if ((address & (bar.size - 1)) != 0)
         throw std::invalid_argument(fmt::format("PCI BAR{}: {:#x} is not aligned to its size {:#x}", index, address, bar.size));
-    set32(bar_offset(index), address | (bar.kind == PciBarKind::Io ? kIoBarTypeBits : kMemoryBarTypeBits));
+    const uint64_t limit = bar.kind == PciBarKind::Io ? kIoSpaceEnd : kMemory32AddressEnd;
+    if (bar.kind != PciBarKind::Memory64 && address + bar.size > limit)
+        throw std::invalid_argument(fmt::format("PCI BAR{}: {} {:#x}+{:#x} ends past {:#x}", index, to_string(bar.kind),
+                                                address, bar.size, limit));
+    set32(bar_offset(index), static_cast<uint32_t>(address) | bar_type_bits(bar.kind, bar.prefetchable));
+    if (bar.kind == PciBarKind::Memory64) set32(bar_offset(index + 1), static_cast<uint32_t>(address >> 32));
 }
 
-uint32_t PciConfigSpace::bar_address(unsigned index) const {
+uint64_t PciConfigSpace::bar_address(unsigned index) const {
     std::lock_guard lock(mutex_);
     return bar_address_locked(index);
 }
 
-std::optional<uint32_t> PciConfigSpace::bar_decode_address(unsigned index) const {
+std::optional<uint64_t> PciConfigSpace::bar_decode_address(unsigned index) const {
     std::lock_guard lock(mutex_);
     return bar_decode_address_locked(index);
 }
 
-uint32_t PciConfigSpace::bar_address_locked(unsigned index) const {
-    if (index >= kBarCount || bars_[index].size == 0) return 0;
-    // The write mask keeps the bits below the size at their type values.
-    return get32(bar_offset(index)) & ~(bars_[index].size - 1);
+std::optional<PciBarKind> PciConfigSpace::bar_kind(unsigned index) const {
+    std::lock_guard lock(mutex_);
+    if (index >= kBarCount || bars_[index].size == 0) return std::nullopt;
+    return bars_[index].kind;
 }
 
-std::optional<uint32_t> PciConfigSpace::bar_decode_address_locked(unsigned index) const {
+uint64_t PciConfigSpace::bar_size(unsigned index) const {
+    std::lock_guard lock(mutex_);
+    return index < kBarCount ? bars_[index].size : 0;
+}
+
+uint64_t PciConfigSpace::bar_address_locked(unsigned index) const {
+    if (index >= kBarCount || bars_[index].size == 0) return 0;
+    uint64_t value = get32(bar_offset(index));
+    if (bars_[index].kind == PciBarKind::Memory64) value |= uint64_t{get32(bar_offset(index + 1))} << 32;
+    // The write mask keeps the bits below the size at their type values.
+    return value & ~(bars_[index].size - 1);
+}
+
+std::optional<uint64_t> PciConfigSpace::bar_decode_address_locked(unsigned index) const {
     if (index >= kBarCount || bars_[index].size == 0) return std::nullopt;
     const Bar& bar = bars_[index];
     const bool io = bar.kind == PciBarKind::Io;
     if (!(get16(kCommand) & (io ? kCommandIoEnable : kCommandMemoryEnable))) return std::nullopt;
-    const uint32_t address = bar_address_locked(index);
-    const uint64_t end = uint64_t{address} + bar.size;
-    if (address == 0 || end > (io ? kIoSpaceEnd : kMemoryDecodeEnd)) return std::nullopt;
+    const uint64_t address = bar_address_locked(index);
+    if (address == 0) return std::nullopt;
+    if (bar.kind != PciBarKind::Memory64) {
+        const uint64_t end = address + bar.size;
+        if (end > (io ? kIoSpaceEnd : kMemory32DecodeEnd)) return std::nullopt;
+        return address;
+    }
+    // Sizing goes one register at a time, so either may hold all-ones while
+    // the other holds an address. This also refuses the one place that
+    // reaches the last byte below 2^64 (aligned, the BAR cannot wrap): all
+    // address bits set.
+    const auto sizing = [](uint32_t value, uint32_t mask) { return mask != 0 && (value & mask) == mask; };
+    if (sizing(get32(bar_offset(index)), lower_address_mask(bar.size)) ||
+        sizing(get32(bar_offset(index + 1)), upper_address_mask(bar.size)))
+        return std::nullopt;
     return address;
 }
 

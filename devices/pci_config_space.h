@@ -5,6 +5,8 @@
 // mask allows, and the status register's error bits clear when written with 1.
 // BARs follow the sizing protocol because their low address bits are simply
 // not writable: writing all-ones reads back the size mask plus the type bits.
+// A 64-bit memory BAR takes two registers, the upper one holding address
+// bits 63:32; sizing each in turn gives the 64-bit size mask.
 //
 // The guest reaches this through the host bridge (config mechanism #1); the
 // device model and the bridge use the owner-side API below. An internal mutex
@@ -32,13 +34,18 @@ struct PciIdentity {
     uint16_t subsystem_id = 0;
 };
 
-enum class PciBarKind { Io, Memory32 };
+// Memory64 takes the register after its own for the address's upper half.
+enum class PciBarKind { Io, Memory32, Memory64 };
+// "I/O", "32-bit memory", "64-bit memory": for messages.
+const char* to_string(PciBarKind kind);
+// "io", "mem", "mem64": for trace lines.
+const char* trace_name(PciBarKind kind);
 
 // What a guest write changed that the owner may have to act on. Returned by
 // write() rather than signalled through a callback, so the owner reacts after
 // the write, under its own lock, with no re-entrancy into this object.
 struct PciConfigChanges {
-    uint8_t moved_bars = 0;  // bit i: BAR i's programmed address changed
+    uint8_t moved_bars = 0;  // bit i: BAR i's programmed address changed (a 64-bit BAR: its lower index)
     bool io_enable_changed = false;
     bool memory_enable_changed = false;
     bool intx_disable_changed = false;
@@ -82,10 +89,12 @@ public:
     static constexpr uint16_t kStatusWriteOneToClear = 0xf900;
 
     // BAR limits: I/O BARs are at most 256 bytes (PCI Local Bus spec), and the
-    // smallest sizes keep the type bits out of the address.
+    // smallest sizes keep the type bits out of the address. A 32-bit memory
+    // BAR needs one address bit; a 64-bit one may be up to 2^63 bytes.
     static constexpr uint32_t kMinIoBarSize = 4;
     static constexpr uint32_t kMaxIoBarSize = 256;
     static constexpr uint32_t kMinMemoryBarSize = 16;
+    static constexpr uint64_t kMaxMemory32BarSize = uint64_t{1} << 31;
 
     explicit PciConfigSpace(const PciIdentity& identity);
 
@@ -100,19 +109,31 @@ public:
 
     // --- Owner side: not subject to the guest's write masks.
 
-    // Makes BAR `index` (0-5) implemented. Size: a power of two, 4..256 for
-    // I/O, at least 16 for memory. Throws std::invalid_argument otherwise, or
-    // when the BAR is already declared.
-    void declare_bar(unsigned index, PciBarKind kind, uint32_t size);
-    // Firmware-style assignment; `address` must be aligned to the BAR's size.
-    void set_bar_address(unsigned index, uint32_t address);
-    // The address the guest programmed, whether or not decoding is enabled.
-    uint32_t bar_address(unsigned index) const;
+    // Makes BAR `index` (0-5) implemented; a Memory64 BAR also takes
+    // register index + 1 for its upper half, so its index is at most 4.
+    // Size: a power of two, 4..256 for I/O, 16..2 GiB for Memory32,
+    // 16..2^63 for Memory64. `prefetchable` sets bit 3 of a memory BAR.
+    // Throws std::invalid_argument otherwise (an I/O BAR cannot be
+    // prefetchable), or when a register it needs is declared already.
+    void declare_bar(unsigned index, PciBarKind kind, uint64_t size, bool prefetchable = false);
+    // Firmware-style assignment; `address` must be aligned to the BAR's size
+    // and, for I/O, inside the 64 KiB port space; for Memory32, below 4 GiB.
+    void set_bar_address(unsigned index, uint64_t address);
+    // The address the guest programmed, whether or not decoding is enabled;
+    // both registers of a 64-bit BAR.
+    uint64_t bar_address(unsigned index) const;
     // Where the BAR decodes now: declared, its kind enabled in the command
-    // register, and a usable address (not 0; I/O inside the 64 KiB port space;
-    // memory ending below 4 GiB, since all-ones is the sizing pattern and is
-    // never decoded, as in QEMU). nullopt when it decodes nowhere.
-    std::optional<uint32_t> bar_decode_address(unsigned index) const;
+    // register, and a usable address: not 0; I/O inside the 64 KiB port
+    // space; 32-bit memory ending below 4 GiB, since all-ones is the sizing
+    // pattern and is never decoded, as in QEMU; 64-bit memory with neither
+    // register's address bits all set, for the same reason (which also keeps
+    // its last byte below 2^64 - 1). nullopt when it decodes nowhere.
+    std::optional<uint64_t> bar_decode_address(unsigned index) const;
+    // What BAR `index` was declared as; nullopt for a register that holds no
+    // BAR of its own (undeclared, or the upper half of a 64-bit BAR).
+    std::optional<PciBarKind> bar_kind(unsigned index) const;
+    // Its size; 0 where bar_kind() is nullopt.
+    uint64_t bar_size(unsigned index) const;
 
     uint16_t command() const;
     uint16_t status() const;
@@ -143,11 +164,13 @@ public:
 private:
     struct Bar {
         PciBarKind kind = PciBarKind::Io;
-        uint32_t size = 0;  // 0: no BAR in this slot: reads 0, ignores writes
+        uint64_t size = 0;  // 0: no BAR of its own in this slot
+        bool prefetchable = false;
+        bool upper_half = false;  // the previous slot's 64-bit BAR owns this register
     };
 
-    uint32_t bar_address_locked(unsigned index) const;
-    std::optional<uint32_t> bar_decode_address_locked(unsigned index) const;
+    uint64_t bar_address_locked(unsigned index) const;
+    std::optional<uint64_t> bar_decode_address_locked(unsigned index) const;
     uint16_t get16(uint32_t offset) const;
     uint32_t get32(uint32_t offset) const;
     void set16(uint32_t offset, uint16_t value);

@@ -30,10 +30,11 @@ struct PciBdf {
 };
 
 struct PciBar {
-    unsigned index;   // 0-5: the register at config offset 0x10 + 4 * index
-    PciBarKind kind;  // Io: mapped on the IoBus; Memory32: on the MmioBus
-    uint32_t size;    // power of two: 4..256 for I/O, at least 16 for memory
+    unsigned index;   // 0-5: the register at config offset 0x10 + 4 * index (Memory64: 0-4, and index + 1)
+    PciBarKind kind;  // Io: mapped on the IoBus; Memory32 and Memory64: on the MmioBus
+    uint64_t size;    // power of two: 4..256 for I/O, 16..2 GiB for Memory32, 16..2^63 for Memory64
     BusDevice& handler;  // serves accesses; offsets are relative to the BAR's base
+    bool prefetchable = false;  // memory only: bit 3 of the BAR, for the guest's mapping choices
 };
 
 class PciDevice {
@@ -63,7 +64,7 @@ public:
     // an ioeventfd on a notify port. Runs under the bridge's lock, on the
     // vCPU thread whose config write caused it: do not call back into the
     // bridge. Not called when the bridge is destroyed.
-    virtual void bar_mapping_changed(unsigned /*index*/, std::optional<uint32_t> /*base*/) {}
+    virtual void bar_mapping_changed(unsigned /*index*/, std::optional<uint64_t> /*base*/) {}
     // Called after every guest write to config(), with the bytes it
     // covered: for registers the device acts on itself (an MSI-X
     // capability's enable and mask bits). Runs under the bridge's lock, on

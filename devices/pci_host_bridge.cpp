@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <iterator>
 #include <stdexcept>
+#include <string>
 
 #include <fmt/format.h>
 
@@ -24,16 +26,29 @@ unsigned device_of(uint32_t address) { return (address >> 11) & 0x1f; }
 unsigned function_of(uint32_t address) { return (address >> 8) & 0x7; }
 uint32_t register_of(uint32_t address) { return address & 0xfc; }
 
-const char* kind_name(PciBarKind kind) { return kind == PciBarKind::Io ? "I/O" : "memory"; }
-const char* short_kind_name(PciBarKind kind) { return kind == PciBarKind::Io ? "io" : "mem"; }
+// "16 KiB", "8 GiB", "1.5 MiB": sizes for people.
+std::string size_text(uint64_t bytes) {
+    static constexpr const char* kUnits[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    unsigned unit = 0;
+    while (unit + 1 < std::size(kUnits) && bytes >> (10 * (unit + 1)) != 0) ++unit;
+    const uint64_t scale = uint64_t{1} << (10 * unit);
+    if (bytes % scale == 0) return fmt::format("{} {}", bytes / scale, kUnits[unit]);
+    return fmt::format("{:.1f} {}", static_cast<double>(bytes) / static_cast<double>(scale), kUnits[unit]);
+}
 
-// Takes `size` bytes, aligned to `size`, from [next, end); advances next.
-uint32_t allocate(uint32_t& next, uint32_t end, uint32_t size, const char* window) {
-    const uint64_t base = (uint64_t{next} + size - 1) & ~(uint64_t{size} - 1);
-    if (base + size > end)
-        throw std::runtime_error(fmt::format("PCI {} window is full: no room for a BAR of {:#x} bytes", window, size));
-    next = static_cast<uint32_t>(base + size);
-    return static_cast<uint32_t>(base);
+// Takes `size` bytes (a power of two), aligned to `size`, from [next, end)
+// and advances next; nullopt when they do not fit.
+std::optional<uint64_t> allocate(uint64_t& next, uint64_t end, uint64_t size) {
+    const uint64_t base = (next + size - 1) & ~(size - 1);
+    if (base < next || base > end || end - base < size) return std::nullopt;  // base < next: the rounding wrapped
+    next = base + size;
+    return base;
+}
+
+// "the 64-bit window is 4 GiB (0x1000000000-0x10ffffffff), 1 GiB of it free"
+std::string window_text(const char* name, uint64_t start, uint64_t next, uint64_t end) {
+    return fmt::format("the {} window is {} ({:#x}-{:#x}), {}", name, size_text(end - start), start, end - 1,
+                       next >= end ? "all of it taken" : size_text(end - next) + " of it free");
 }
 
 }  // namespace
@@ -74,8 +89,27 @@ private:
     bool driven_ = false;    // towards the IOAPIC
 };
 
-PciHostBridge::PciHostBridge(IoBus& io_bus, MmioBus& mmio_bus, IrqLineFactory make_irq_line)
-    : io_bus_(io_bus), mmio_bus_(mmio_bus), make_irq_line_(std::move(make_irq_line)) {}
+PciHostBridge::PciHostBridge(IoBus& io_bus, MmioBus& mmio_bus, IrqLineFactory make_irq_line, Memory64Window window)
+    : io_bus_(io_bus),
+      mmio_bus_(mmio_bus),
+      make_irq_line_(std::move(make_irq_line)),
+      memory64_window_(window),
+      next_address_{kIoWindowStart, kMemoryWindowStart, window.start} {
+    if (window.end < window.start || (!window.empty() && window.start < GuestMemory::kMmioHoleEnd))
+        throw std::invalid_argument(
+            fmt::format("PCI: 64-bit window {:#x}-{:#x} is not a range above 4 GiB", window.start, window.end));
+}
+
+PciHostBridge::Memory64Window PciHostBridge::memory64_window_above(uint64_t ram_end, unsigned physical_bits) {
+    constexpr uint64_t kAlignment = 1ull << 30;  // keeps large BARs' natural alignment from wasting the start
+    constexpr uint64_t kSize = 64ull << 30;
+    const uint64_t floor = std::max<uint64_t>(ram_end, GuestMemory::kMmioHoleEnd);
+    if (floor > ~uint64_t{0} - kAlignment || physical_bits >= 64) return {};
+    const uint64_t start = (floor + kAlignment - 1) & ~(kAlignment - 1);
+    const uint64_t end = std::min(start + kSize, uint64_t{1} << physical_bits);
+    if (end <= start) return {};
+    return {start, end};
+}
 
 PciHostBridge::~PciHostBridge() {
     std::lock_guard lock(mutex_);
@@ -100,18 +134,16 @@ PciBdf PciHostBridge::register_device(PciDevice& device) {
     slot.device = &device;
     slot.gsi = kInterruptGsis[device_index];
 
-    // Place the BARs on copies of the window cursors, so a failure leaves
+    // Place the BARs on a copy of the window cursors, so a failure leaves
     // the bridge as it was.
-    uint32_t next_io = next_io_address_;
-    uint32_t next_memory = next_memory_address_;
+    WindowCursors next = next_address_;
     for (const PciBar& bar : device.bars()) {
-        config.declare_bar(bar.index, bar.kind, bar.size);
-        const uint32_t address = bar.kind == PciBarKind::Io
-                                     ? allocate(next_io, kIoWindowEnd, bar.size, "I/O")
-                                     : allocate(next_memory, kMemoryWindowEnd, bar.size, "memory");
+        config.declare_bar(bar.index, bar.kind, bar.size, bar.prefetchable);
+        const uint64_t address = allocate_bar(bar, next);
         config.set_bar_address(bar.index, address);
         slot.bars.push_back(MappedBar{bar, std::nullopt, false});
-        spdlog::debug("PCI {} BAR{}: {} {:#x}+{:#x}", bdf.to_string(), bar.index, kind_name(bar.kind), address, bar.size);
+        spdlog::debug("PCI {} BAR{}: {}{} {:#x}+{:#x}", bdf.to_string(), bar.index, to_string(bar.kind),
+                      bar.prefetchable ? " prefetchable" : "", address, bar.size);
     }
     config.set_interrupt_pin(kPinIntA);
     config.set_interrupt_line(slot.gsi);
@@ -119,8 +151,7 @@ PciBdf PciHostBridge::register_device(PciDevice& device) {
     if (!output) throw std::invalid_argument(fmt::format("PCI: no interrupt line for GSI {}", slot.gsi));
     slot.intx = std::make_unique<IntxLine>(config, std::move(output));
 
-    next_io_address_ = next_io;
-    next_memory_address_ = next_memory;
+    next_address_ = next;
     slots_[number] = std::move(slot);
     ++slots_used_;
     // Maps nothing after a reset (decoding is off); only a command register
@@ -129,6 +160,36 @@ PciBdf PciHostBridge::register_device(PciDevice& device) {
     device.pci_address_assigned(bdf);
     device.connect_intx(*slots_[number].intx);
     return bdf;
+}
+
+uint64_t PciHostBridge::allocate_bar(const PciBar& bar, WindowCursors& next) const {
+    std::string windows;  // why it does not fit
+    switch (bar.kind) {
+    case PciBarKind::Io:
+        if (auto base = allocate(next.io, kIoWindowEnd, bar.size)) return *base;
+        windows = window_text("I/O", kIoWindowStart, next.io, kIoWindowEnd);
+        break;
+    case PciBarKind::Memory32:
+        if (auto base = allocate(next.memory, kMemoryWindowEnd, bar.size)) return *base;
+        windows = window_text("32-bit", kMemoryWindowStart, next.memory, kMemoryWindowEnd);
+        break;
+    case PciBarKind::Memory64: {
+        const bool small = bar.size < kMemory64InLowWindowBelow;
+        if (small)
+            if (auto base = allocate(next.memory, kMemoryWindowEnd, bar.size)) return *base;
+        if (auto base = allocate(next.memory64, memory64_window_.end, bar.size)) return *base;
+        windows = memory64_window_.empty()
+                      ? std::string("there is no 64-bit window")
+                      : window_text("64-bit", memory64_window_.start, next.memory64, memory64_window_.end);
+        windows = small ? window_text("32-bit", kMemoryWindowStart, next.memory, kMemoryWindowEnd) + "; " + windows
+                        : windows + fmt::format(" (64-bit BARs of {} or more go only there)",
+                                                size_text(kMemory64InLowWindowBelow));
+        break;
+    }
+    }
+    throw std::runtime_error(fmt::format("PCI: no room for BAR{}, {} {} BAR of {}: {}", bar.index,
+                                         bar.kind == PciBarKind::Io ? "an" : "a", to_string(bar.kind),
+                                         size_text(bar.size), windows));
 }
 
 std::vector<PciInterruptRoute> PciHostBridge::interrupt_routes() const {
@@ -210,7 +271,7 @@ PciHostBridge::Target PciHostBridge::selected_function() {
 void PciHostBridge::update_bar_mappings(uint8_t device_number, Slot& slot) {
     PciConfigSpace& config = slot.device->config();
     for (MappedBar& mapped : slot.bars) {
-        const std::optional<uint32_t> wanted = config.bar_decode_address(mapped.bar.index);
+        const std::optional<uint64_t> wanted = config.bar_decode_address(mapped.bar.index);
         if (wanted == mapped.wanted) continue;  // includes "still where it failed to map"
         unmap(device_number, mapped, slot.device);
         mapped.wanted = wanted;
@@ -221,13 +282,13 @@ void PciHostBridge::update_bar_mappings(uint8_t device_number, Slot& slot) {
             mapped.mapped = true;
             if (trace())
                 spdlog::info("trace pci {} BAR{} map {} {:#x}+{:#x}", PciBdf{0, device_number, 0}.to_string(),
-                             mapped.bar.index, short_kind_name(mapped.bar.kind), *wanted, mapped.bar.size);
+                             mapped.bar.index, trace_name(mapped.bar.kind), *wanted, mapped.bar.size);
             slot.device->bar_mapping_changed(mapped.bar.index, *wanted);
         } catch (const std::invalid_argument& error) {
             // The guest's mistake, not ours: keep running with the BAR off.
             spdlog::warn("PCI {} BAR{}: cannot decode {} {:#x}-{:#x}, the range is taken ({}); left unmapped until the "
                          "guest moves it",
-                         PciBdf{0, device_number, 0}.to_string(), mapped.bar.index, kind_name(mapped.bar.kind), *wanted,
+                         PciBdf{0, device_number, 0}.to_string(), mapped.bar.index, to_string(mapped.bar.kind), *wanted,
                          *wanted + mapped.bar.size - 1, error.what());
         }
     }
@@ -239,7 +300,7 @@ void PciHostBridge::unmap(uint8_t device_number, MappedBar& mapped, PciDevice* d
         bus.remove(*mapped.wanted);
         if (trace())
             spdlog::info("trace pci {} BAR{} unmap {} {:#x}+{:#x}", PciBdf{0, device_number, 0}.to_string(),
-                         mapped.bar.index, short_kind_name(mapped.bar.kind), *mapped.wanted, mapped.bar.size);
+                         mapped.bar.index, trace_name(mapped.bar.kind), *mapped.wanted, mapped.bar.size);
         if (device != nullptr) device->bar_mapping_changed(mapped.bar.index, std::nullopt);
     }
     mapped.mapped = false;

@@ -710,14 +710,14 @@ std::string VirtioPciLegacy::state_report() const {
 
 // --- Ioeventfds ------------------------------------------------------------
 
-void VirtioPciLegacy::bar_mapping_changed(unsigned index, std::optional<uint32_t> base) {
+void VirtioPciLegacy::bar_mapping_changed(unsigned index, std::optional<uint64_t> base) {
     if (index != 0 || eventfds_ == nullptr) return;
     std::lock_guard lock(eventfd_mutex_);
     unregister_eventfds();
     if (base) register_eventfds(*base);
 }
 
-void VirtioPciLegacy::register_eventfds(uint32_t base) {
+void VirtioPciLegacy::register_eventfds(uint64_t base) {
     const auto port = static_cast<uint16_t>(base + kQueueNotify);
     try {
         for (size_t i = 0; i < queues_.size(); ++i) {

@@ -191,7 +191,7 @@ public:
     PciConfigSpace& config() override { return config_; }
     std::vector<PciBar> bars() override;
     void connect_intx(IrqLine& intx) override;
-    void bar_mapping_changed(unsigned index, std::optional<uint32_t> base) override;
+    void bar_mapping_changed(unsigned index, std::optional<uint64_t> base) override;
     void config_written(uint32_t offset, uint32_t length) override;
     // Where the bridge put us, for the state dump and the warning.
     void pci_address_assigned(PciBdf address) override;
@@ -281,7 +281,7 @@ private:
     void trace_access(const char* direction, uint64_t offset, std::span<const uint8_t> data, bool msix) const;
     std::string who() const;  // name and PCI address; takes state_mutex_
 
-    void register_eventfds(uint32_t base);
+    void register_eventfds(uint64_t base);
     void unregister_eventfds();
 
     VirtioDevice& device_;

@@ -30,6 +30,21 @@ TEST_CASE("DWordMemory window") {
                 0xff, 0xff, 0xff, 0xdf, 0, 0, 0, 0, 0x00, 0x00, 0x00, 0x20});
 }
 
+TEST_CASE("QWordMemory window") {
+    // QWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, Cacheable, ReadWrite,
+    //     0, 0x1000000000, 0x1fffffffff, 0, 0x1000000000)
+    CHECK(acpi_resource::memory_window64(0x10'0000'0000, 0x1f'ffff'ffff) ==
+          Bytes{0x8a, 0x2b, 0x00, 0x00, 0x0c, 0x03,                  // memory; producer, fixed; cacheable, read-write
+                0, 0, 0, 0, 0, 0, 0, 0,                              // _GRA
+                0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00,      // _MIN
+                0xff, 0xff, 0xff, 0xff, 0x1f, 0x00, 0x00, 0x00,      // _MAX
+                0, 0, 0, 0, 0, 0, 0, 0,                              // _TRA
+                0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00});    // _LEN
+    CHECK_THROWS_AS(acpi_resource::memory_window64(0x2'0000'0000, 0x1'ffff'ffff), std::invalid_argument);
+    CHECK_THROWS_AS(acpi_resource::memory_window64(0, ~uint64_t{0}), std::invalid_argument);  // _LEN would be 2^64
+    CHECK(acpi_resource::memory_window64(1, ~uint64_t{0}).size() == 46);
+}
+
 TEST_CASE("a resource template ends in an End Tag that makes it sum to zero") {
     CHECK(acpi_resource::resource_template({}) == Bytes{0x79, 0x87});
     const Bytes io = acpi_resource::io_ports(0xcf8, 8);

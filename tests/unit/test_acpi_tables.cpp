@@ -78,10 +78,10 @@ const aml_reader::Node& named_value(const aml_reader::Node& device, const char* 
     return node->children[0];
 }
 
-// One decoded resource descriptor (ACPI 6.4): small IO or a Word/DWord
+// One decoded resource descriptor (ACPI 6.4): small IO or a Word/DWord/QWord
 // address space; the walk stops at the End Tag.
 struct Resource {
-    std::string kind;  // "io", "bus", "word-io", "dword-memory"
+    std::string kind;  // "io", "bus", "word-io", "dword-memory", "qword-memory"
     uint64_t min, max, length;
     uint8_t general_flags = 0, type_flags = 0;
     bool operator==(const Resource&) const = default;
@@ -126,13 +126,19 @@ std::vector<Resource> decode_resources(const std::vector<uint8_t>& t) {
             CHECK(le(6, 2) == 0);   // granularity
             CHECK(le(12, 2) == 0);  // translation
             out.push_back({type == 2 ? "bus" : "word-io", le(8, 2), le(10, 2), le(14, 2), t[at + 4], t[at + 5]});
-        } else {
-            REQUIRE(tag == 0x87);
+        } else if (tag == 0x87) {
             REQUIRE(length == 23);
             REQUIRE(t[at + 3] == 0);  // memory
             CHECK(le(6, 4) == 0);
             CHECK(le(18, 4) == 0);
             out.push_back({"dword-memory", le(10, 4), le(14, 4), le(22, 4), t[at + 4], t[at + 5]});
+        } else {
+            REQUIRE(tag == 0x8a);
+            REQUIRE(length == 43);
+            REQUIRE(t[at + 3] == 0);  // memory
+            CHECK(le(6, 8) == 0);
+            CHECK(le(30, 8) == 0);
+            out.push_back({"qword-memory", le(14, 8), le(22, 8), le(38, 8), t[at + 4], t[at + 5]});
         }
         at += 3 + length;
     }
@@ -241,7 +247,18 @@ TEST_CASE("PCI0's _CRS: bus 0, the config ports, and the I/O and memory windows"
         {"word-io", 0x0d00, 0xffff, 0xf300, 0x0c, 0x03},
         {"dword-memory", 0xc000'0000, 0xdfff'ffff, 0x2000'0000, 0x0c, 0x01},  // read-write, non-cacheable
     };
-    CHECK(decode_resources(crs.bytes) == expected);
+    CHECK(decode_resources(crs.bytes) == expected);  // no 64-bit window: no QWordMemory
+}
+
+TEST_CASE("PCI0's _CRS has the 64-bit memory window when there is one") {
+    AcpiConfig config;
+    config.pci_memory64_window_start = 0x2'4000'0000;  // 9 GiB
+    config.pci_memory64_window_end = 0x12'4000'0000;   // + 64 GiB
+    const auto terms = dsdt_terms(build_acpi_tables(kBase, config));
+    const std::vector<Resource> resources = decode_resources(named_value(pci0(terms), "_CRS").bytes);
+    REQUIRE(resources.size() == 6);
+    CHECK(resources[4].kind == "dword-memory");  // the 32-bit window stays
+    CHECK(resources[5] == Resource{"qword-memory", 0x2'4000'0000, 0x12'3fff'ffff, 0x10'0000'0000, 0x0c, 0x03});
 }
 
 TEST_CASE("PCI0's _PRT has one entry per interrupt route") {
@@ -296,6 +313,10 @@ TEST_CASE("ACPI tables refuse bad PCI routes and windows") {
     CHECK_THROWS_AS(build_acpi_tables(kBase, config), std::invalid_argument);
     config = AcpiConfig{};
     config.pci_memory_window_end = config.pci_memory_window_start;
+    CHECK_THROWS_AS(build_acpi_tables(kBase, config), std::invalid_argument);
+    config = AcpiConfig{};
+    config.pci_memory64_window_start = 0x2'0000'0000;
+    config.pci_memory64_window_end = 0x1'0000'0000;  // ends before it starts
     CHECK_THROWS_AS(build_acpi_tables(kBase, config), std::invalid_argument);
 }
 

@@ -53,21 +53,26 @@ struct RecordingDevice : BusDevice {
 
 using test_helpers::CapturedLog;
 
+// One BAR of a TestDevice; outside it so a default argument can use it.
+struct TestBarSpec {
+    unsigned index;
+    PciBarKind kind;
+    uint64_t size;
+    bool prefetchable = false;
+};
+
 // A device model with one handler per BAR.
 class TestDevice : public PciDevice {
 public:
-    struct Spec {
-        unsigned index;
-        PciBarKind kind;
-        uint32_t size;
-    };
+    using Spec = TestBarSpec;
     explicit TestDevice(std::vector<Spec> specs = {{0, PciBarKind::Io, 32}}) : handlers_(PciConfigSpace::kBarCount) {
-        for (const Spec& spec : specs) bars_.push_back(PciBar{spec.index, spec.kind, spec.size, handlers_[spec.index]});
+        for (const Spec& spec : specs)
+            bars_.push_back(PciBar{spec.index, spec.kind, spec.size, handlers_[spec.index], spec.prefetchable});
     }
     PciConfigSpace& config() override { return config_; }
     std::vector<PciBar> bars() override { return bars_; }
     void connect_intx(IrqLine& line) override { intx = &line; }
-    void bar_mapping_changed(unsigned index, std::optional<uint32_t> base) override {
+    void bar_mapping_changed(unsigned index, std::optional<uint64_t> base) override {
         mapping_changes.emplace_back(index, base);
     }
     void pci_address_assigned(PciBdf bdf) override {
@@ -78,7 +83,7 @@ public:
     RecordingDevice& handler(unsigned index) { return handlers_[index]; }
     IrqLine* intx = nullptr;
     std::optional<PciBdf> address;
-    std::vector<std::pair<unsigned, std::optional<uint32_t>>> mapping_changes;
+    std::vector<std::pair<unsigned, std::optional<uint64_t>>> mapping_changes;
 
 private:
     PciConfigSpace config_{kTestIdentity};
@@ -91,13 +96,18 @@ struct PciBus {
     IoBus io{"io"};
     MmioBus mmio{"mmio"};
     std::map<uint32_t, FakeIrq*> irqs;  // by GSI; owned by the bridge
-    PciHostBridge bridge{io, mmio, [this](uint32_t gsi) {
-                             auto line = std::make_unique<FakeIrq>();
-                             irqs[gsi] = line.get();
-                             return line;
-                         }};
+    PciHostBridge bridge;
 
-    PciBus() { io.add(PciHostBridge::kBasePort, PciHostBridge::kPortCount, bridge); }
+    explicit PciBus(PciMemory64Window window = {})
+        : bridge(io, mmio,
+                 [this](uint32_t gsi) {
+                     auto line = std::make_unique<FakeIrq>();
+                     irqs[gsi] = line.get();
+                     return line;
+                 },
+                 window) {
+        io.add(PciHostBridge::kBasePort, PciHostBridge::kPortCount, bridge);
+    }
 
     uint32_t in(uint16_t port, size_t width) {
         uint8_t bytes[4] = {};
@@ -123,6 +133,11 @@ struct PciBus {
     void write_config(unsigned device, uint32_t reg, size_t width, uint32_t value) {
         out(0xcf8, 4, address(device, reg));
         out(static_cast<uint16_t>(0xcfc + (reg & 3)), width, value);
+    }
+    // Both registers of a 64-bit BAR, low first as Linux writes them.
+    void write_bar64(unsigned device, uint32_t reg, uint64_t value) {
+        write_config(device, reg, 4, static_cast<uint32_t>(value));
+        write_config(device, reg + 4, 4, static_cast<uint32_t>(value >> 32));
     }
     uint32_t mmio_read32(uint64_t address) {
         uint8_t bytes[4] = {};
@@ -363,6 +378,135 @@ TEST_CASE("PCI config space: where a BAR decodes") {
     CHECK_FALSE(config.bar_decode_address(0));
     config_write(config, 0x14, 4, 0xffff'e000);  // memory ending one page below 4 GiB
     CHECK(config.bar_decode_address(1) == 0xffff'e000u);
+}
+
+TEST_CASE("PCI config space: 64-bit BARs take two registers and size as one") {
+    PciConfigSpace config(kTestIdentity);
+    config.declare_bar(0, PciBarKind::Memory64, 0x4000);                      // NVMe-like: 16 KiB
+    config.declare_bar(2, PciBarKind::Memory64, 0x1000'0000, true);           // 256 MiB prefetchable
+    config.declare_bar(4, PciBarKind::Memory64, 0x2'0000'0000, true);         // 8 GiB prefetchable
+    // Type bits 0b100 (64-bit) plus bit 3 when prefetchable; the upper registers hold address bits only.
+    CHECK(config_read(config, 0x10, 4) == 0x4);
+    CHECK(config_read(config, 0x18, 4) == 0xc);
+    CHECK(config_read(config, 0x20, 4) == 0xc);
+    for (uint32_t upper : {0x14u, 0x1cu, 0x24u}) CHECK(config_read(config, upper, 4) == 0);
+
+    // The sizing protocol: all-ones to the low register, read; then the high one.
+    const auto size_mask = [&](uint32_t reg) {
+        config_write(config, reg, 4, 0xffff'ffff);
+        config_write(config, reg + 4, 4, 0xffff'ffff);
+        return uint64_t{config_read(config, reg + 4, 4)} << 32 | config_read(config, reg, 4);
+    };
+    CHECK(size_mask(0x10) == 0xffff'ffff'ffff'c004);
+    CHECK(size_mask(0x18) == 0xffff'ffff'f000'000c);
+    CHECK(size_mask(0x20) == 0xffff'fffe'0000'000c);  // past 4 GiB: no address bits in the low register
+    CHECK(~(size_mask(0x20) & ~uint64_t{0xf}) + 1 == 0x2'0000'0000);
+
+    // Any address aligned to the size sticks, across both registers.
+    config_write(config, 0x20, 4, 0x1234'5678);  // below 8 GiB: nothing but the type bits
+    config_write(config, 0x24, 4, 0x0000'0013);  // bit 32 is below 8 GiB too
+    CHECK(config_read(config, 0x20, 4) == 0xc);
+    CHECK(config_read(config, 0x24, 4) == 0x12);
+    CHECK(config.bar_address(4) == 0x12'0000'0000);
+
+    SECTION("a write to the upper register moves the BAR it belongs to") {
+        config.set_bar_address(0, 0x10'0000'4000);
+        CHECK(config_read(config, 0x10, 4) == 0x4004);
+        CHECK(config_read(config, 0x14, 4) == 0x10);
+        CHECK(config_write(config, 0x14, 4, 0x20).moved_bars == 0x1);
+        CHECK(config.bar_address(0) == 0x20'0000'4000);
+        CHECK(config_write(config, 0x14, 4, 0x20).moved_bars == 0);  // the same value: nothing moved
+    }
+    SECTION("accessors: the upper half is no BAR of its own") {
+        CHECK(config.bar_kind(0) == PciBarKind::Memory64);
+        CHECK(config.bar_size(0) == 0x4000);
+        CHECK_FALSE(config.bar_kind(1));
+        CHECK(config.bar_size(1) == 0);
+        CHECK(config.bar_address(1) == 0);
+        CHECK(config.bar_size(4) == 0x2'0000'0000);
+        CHECK_FALSE(config.bar_kind(5));
+        CHECK_FALSE(config.bar_kind(6));
+        CHECK(config.bar_size(6) == 0);
+    }
+}
+
+TEST_CASE("PCI config space: 64-bit BAR declarations are checked") {
+    PciConfigSpace config(kTestIdentity);
+    CHECK_THROWS_AS(config.declare_bar(5, PciBarKind::Memory64, 0x1000), std::invalid_argument);  // no register 6
+    CHECK_THROWS_AS(config.declare_bar(0, PciBarKind::Memory64, 8), std::invalid_argument);
+    CHECK_THROWS_AS(config.declare_bar(0, PciBarKind::Memory64, 0x3000), std::invalid_argument);
+    CHECK_THROWS_AS(config.declare_bar(0, PciBarKind::Memory32, 0x1'0000'0000), std::invalid_argument);  // 4 GiB
+    CHECK_THROWS_AS(config.declare_bar(0, PciBarKind::Io, 32, true), std::invalid_argument);
+    CHECK_FALSE(config.bar_kind(0));  // nothing was declared by the failures
+
+    config.declare_bar(1, PciBarKind::Io, 32);
+    CHECK_THROWS_AS(config.declare_bar(0, PciBarKind::Memory64, 0x1000), std::invalid_argument);  // BAR1 is taken
+    CHECK_FALSE(config.bar_kind(0));
+    config.declare_bar(2, PciBarKind::Memory64, 0x1000);
+    CHECK_THROWS_AS(config.declare_bar(3, PciBarKind::Io, 32), std::invalid_argument);  // BAR2's upper half
+    CHECK_THROWS_AS(config.declare_bar(2, PciBarKind::Memory32, 0x1000), std::invalid_argument);
+    CHECK_THROWS_AS(config.declare_bar(3, PciBarKind::Memory64, 0x1000), std::invalid_argument);
+    CHECK_THROWS_AS(config.set_bar_address(3, 0), std::invalid_argument);
+    config.declare_bar(4, PciBarKind::Memory64, uint64_t{1} << 63, true);  // the largest there is
+    CHECK(config_read(config, 0x24, 4) == 0);
+    config_write(config, 0x24, 4, 0xffff'ffff);
+    CHECK(config_read(config, 0x24, 4) == 0x8000'0000);
+    CHECK(config_read(config, 0x20, 4) == 0xc);
+
+    config.set_bar_address(2, 0xff'ffff'f000);
+    CHECK(config.bar_address(2) == 0xff'ffff'f000);
+    CHECK_THROWS_AS(config.set_bar_address(2, 0x1'0000'0800), std::invalid_argument);  // unaligned
+    CHECK_THROWS_AS(config.set_bar_address(1, 0x1'0000), std::invalid_argument);       // past the port space
+    CHECK_NOTHROW(config.set_bar_address(1, 0xffe0));                                   // the last 32 ports
+
+    PciConfigSpace memory32(kTestIdentity);
+    memory32.declare_bar(0, PciBarKind::Memory32, 0x1000, true);
+    CHECK(config_read(memory32, 0x10, 4) == 0x8);  // prefetchable, 32-bit
+    CHECK_THROWS_AS(memory32.set_bar_address(0, 0x1'0000'0000), std::invalid_argument);  // past 4 GiB
+    CHECK_NOTHROW(memory32.set_bar_address(0, 0xffff'f000));
+}
+
+TEST_CASE("PCI config space: where a 64-bit BAR decodes") {
+    PciConfigSpace config(kTestIdentity);
+    config.declare_bar(0, PciBarKind::Memory64, 0x4000);
+    config.declare_bar(2, PciBarKind::Memory64, 0x2'0000'0000);  // 8 GiB
+    config.set_bar_address(0, 0x10'0000'0000);
+    config.set_bar_address(2, 0x20'0000'0000);
+    CHECK_FALSE(config.bar_decode_address(0));  // decoding off after reset
+    config_write(config, 0x04, 2, PciConfigSpace::kCommandIoEnable);
+    CHECK_FALSE(config.bar_decode_address(0));  // memory needs its own bit
+    config_write(config, 0x04, 2, PciConfigSpace::kCommandMemoryEnable);
+    CHECK(config.bar_decode_address(0) == 0x10'0000'0000u);
+    CHECK(config.bar_decode_address(2) == 0x20'0000'0000u);
+    CHECK_FALSE(config.bar_decode_address(1));  // an upper half decodes nothing of its own
+
+    // Sizing either register, in either order, stops decoding until restored.
+    config_write(config, 0x10, 4, 0xffff'ffff);
+    CHECK_FALSE(config.bar_decode_address(0));
+    config_write(config, 0x14, 4, 0xffff'ffff);
+    CHECK_FALSE(config.bar_decode_address(0));
+    config_write(config, 0x10, 4, 0);
+    CHECK_FALSE(config.bar_decode_address(0));  // the upper register is still all-ones
+    config_write(config, 0x14, 4, 0x10);
+    CHECK(config.bar_decode_address(0) == 0x10'0000'0000u);
+    config_write(config, 0x10, 4, 0x8000);
+    CHECK(config.bar_decode_address(0) == 0x10'0000'8000u);
+    config_write(config, 0x14, 4, 0);
+    CHECK(config.bar_decode_address(0) == 0x8000u);  // a 64-bit BAR may sit below 4 GiB
+    config_write(config, 0x10, 4, 0);
+    CHECK_FALSE(config.bar_decode_address(0));  // address 0 means unassigned
+    config_write(config, 0x10, 4, 0xffff'c000);
+    CHECK_FALSE(config.bar_decode_address(0));  // the low register's sizing pattern, whatever the upper one holds
+    config_write(config, 0x10, 4, 0xffff'8000);
+    CHECK(config.bar_decode_address(0) == 0xffff'8000u);  // one below it is an address: 32-bit BARs could not go there
+
+    // Past 4 GiB of size only the upper register has address bits.
+    config_write(config, 0x1c, 4, 0xffff'fffe);
+    CHECK_FALSE(config.bar_decode_address(2));  // the sizing pattern: it would end at 2^64
+    config_write(config, 0x1c, 4, 0xffff'fffc);
+    CHECK(config.bar_decode_address(2) == 0xffff'fffc'0000'0000u);
+    config_write(config, 0x1c, 4, 0);
+    CHECK_FALSE(config.bar_decode_address(2));  // address 0
 }
 
 TEST_CASE("PCI config space: interrupt line is writable and interrupt pin read-only") {
@@ -750,7 +894,7 @@ TEST_CASE("PCI host bridge: a BAR moved onto a taken range stays unmapped withou
 }
 
 TEST_CASE("PCI host bridge: the device hears where its BARs are mapped") {
-    using Change = std::pair<unsigned, std::optional<uint32_t>>;
+    using Change = std::pair<unsigned, std::optional<uint64_t>>;
     TestDevice device({{0, PciBarKind::Io, 32}, {1, PciBarKind::Memory32, 0x1000}});
     TestDevice other;
     PciBus pci;
@@ -882,6 +1026,140 @@ TEST_CASE("PCI host bridge: a device hears its address at registration") {
     CHECK(second.address == PciBdf{0, 2, 0});
 }
 
+TEST_CASE("PCI host bridge: where 64-bit BARs are placed") {
+    const PciMemory64Window window{0x10'0000'0000, 0x20'0000'0000};  // 64 GiB at 64 GiB
+    PciBus pci(window);
+    CHECK(pci.bridge.memory64_window().start == window.start);
+    CHECK(pci.bridge.memory64_window().end == window.end);
+    TestDevice a({{0, PciBarKind::Memory64, 0x4000},
+                  {2, PciBarKind::Memory64, 0x1000'0000, true},
+                  {4, PciBarKind::Memory32, 0x1000}});
+    pci.bridge.register_device(a);
+    CHECK(pci.read_config(1, 0x10, 4) == 0xc000'0004);  // small: in the 32-bit window
+    CHECK(pci.read_config(1, 0x14, 4) == 0);
+    CHECK(pci.read_config(1, 0x18, 4) == 0x0000'000c);  // 256 MiB: in the 64-bit window, prefetchable
+    CHECK(pci.read_config(1, 0x1c, 4) == 0x10);
+    CHECK(pci.read_config(1, 0x20, 4) == 0xc000'4000);  // first fit after BAR0
+
+    // Once the 32-bit window is full, a small 64-bit BAR goes above 4 GiB too.
+    TestDevice b({{0, PciBarKind::Memory32, 0x1000'0000}, {1, PciBarKind::Memory64, 0x200'0000}});
+    pci.bridge.register_device(b);
+    CHECK(pci.read_config(2, 0x10, 4) == 0xd000'0000);
+    CHECK(pci.read_config(2, 0x14, 4) == 0x1000'0004);  // after device a's 256 MiB
+    CHECK(pci.read_config(2, 0x18, 4) == 0x10);
+    CHECK(b.config().bar_address(1) == 0x10'1000'0000);
+    CHECK(b.config().bar_kind(1) == PciBarKind::Memory64);
+}
+
+TEST_CASE("PCI host bridge: a 64-bit BAR that fits nowhere is refused with its size and the windows'") {
+    SECTION("too large for the 64-bit window") {
+        PciBus pci(PciMemory64Window{0x10'0000'0000, 0x11'0000'0000});  // 4 GiB
+        TestDevice gpu({{0, PciBarKind::Memory64, 0x2'0000'0000, true}});  // 8 GiB
+        CHECK_THROWS_WITH(pci.bridge.register_device(gpu),
+                          "PCI: no room for BAR0, a 64-bit memory BAR of 8 GiB: the 64-bit window is 4 GiB "
+                          "(0x1000000000-0x10ffffffff), 4 GiB of it free (64-bit BARs of 64 MiB or more go only "
+                          "there)");
+        // The bridge is unchanged: the next device gets the window's start.
+        TestDevice fits({{0, PciBarKind::Memory64, 0x1'0000'0000}});
+        CHECK(pci.bridge.register_device(fits) == PciBdf{0, 1, 0});
+        CHECK(fits.config().bar_address(0) == 0x10'0000'0000);
+        TestDevice more({{2, PciBarKind::Memory64, 0x1000'0000}});
+        CHECK_THROWS_WITH(pci.bridge.register_device(more), Catch::Contains("BAR2") && Catch::Contains("256 MiB") &&
+                                                                Catch::Contains("all of it taken"));
+    }
+    SECTION("no 64-bit window") {
+        PciBus pci;
+        CHECK(pci.bridge.memory64_window().empty());
+        TestDevice gpu({{0, PciBarKind::Memory64, 0x1000'0000, true}});
+        CHECK_THROWS_WITH(pci.bridge.register_device(gpu),
+                          "PCI: no room for BAR0, a 64-bit memory BAR of 256 MiB: there is no 64-bit window "
+                          "(64-bit BARs of 64 MiB or more go only there)");
+        TestDevice nvme({{0, PciBarKind::Memory64, 0x4000}});  // small ones still go below 4 GiB
+        pci.bridge.register_device(nvme);
+        CHECK(nvme.config().bar_address(0) == 0xc000'0000);
+    }
+    SECTION("a small one with both windows full names both") {
+        PciBus pci(PciMemory64Window{0x10'0000'0000, 0x10'0100'0000});  // 16 MiB
+        TestDevice filler({{0, PciBarKind::Memory32, 0x1000'0000}, {1, PciBarKind::Memory32, 0x800'0000}});
+        pci.bridge.register_device(filler);  // up to 0xd800'0000
+        TestDevice nic({{0, PciBarKind::Memory64, 0x200'0000}});  // 32 MiB: still below 4 GiB
+        pci.bridge.register_device(nic);
+        CHECK(nic.config().bar_address(0) == 0xd800'0000);
+        TestDevice big({{0, PciBarKind::Memory64, 0x400'0000}});  // 64 MiB: above 4 GiB or nowhere
+        CHECK_THROWS_WITH(pci.bridge.register_device(big),
+                          "PCI: no room for BAR0, a 64-bit memory BAR of 64 MiB: the 64-bit window is 16 MiB "
+                          "(0x1000000000-0x1000ffffff), 16 MiB of it free (64-bit BARs of 64 MiB or more go only "
+                          "there)");
+        TestDevice rest({{0, PciBarKind::Memory32, 0x400'0000}});
+        pci.bridge.register_device(rest);  // 0xdc00'0000 up to the window's end
+        TestDevice small({{3, PciBarKind::Memory64, 0x200'0000}});
+        CHECK_THROWS_WITH(pci.bridge.register_device(small),
+                          "PCI: no room for BAR3, a 64-bit memory BAR of 32 MiB: the 32-bit window is 512 MiB "
+                          "(0xc0000000-0xdfffffff), all of it taken; the 64-bit window is 16 MiB "
+                          "(0x1000000000-0x1000ffffff), 16 MiB of it free");
+    }
+}
+
+TEST_CASE("PCI host bridge: the machine's 64-bit window is above RAM and below the physical address limit") {
+    using Window = PciMemory64Window;
+    const auto window = [](uint64_t ram_end, unsigned bits) {
+        const Window w = PciHostBridge::memory64_window_above(ram_end, bits);
+        return std::pair{w.start, w.end};
+    };
+    constexpr uint64_t GiB = 1ull << 30;
+    CHECK(window(1 * GiB, 46) == std::pair{4 * GiB, 68 * GiB});      // RAM below the hole: from 4 GiB, 64 GiB long
+    CHECK(window(9 * GiB, 46) == std::pair{9 * GiB, 73 * GiB});      // 8 GiB of RAM: 3 below the hole, 5 above
+    CHECK(window(9 * GiB + 4096, 46) == std::pair{10 * GiB, 74 * GiB});  // the next 1 GiB boundary
+    CHECK(window(9 * GiB, 36) == std::pair{9 * GiB, 64 * GiB});      // cut at 2^36
+    CHECK(window(64 * GiB, 36) == std::pair{uint64_t{0}, uint64_t{0}});   // nothing left
+    CHECK(window(63 * GiB + 1, 36) == std::pair{uint64_t{0}, uint64_t{0}});
+    CHECK(window(1 * GiB, 32) == std::pair{uint64_t{0}, uint64_t{0}});
+    CHECK(window(~uint64_t{0}, 52) == std::pair{uint64_t{0}, uint64_t{0}});  // no overflow
+    CHECK(window(1 * GiB, 64) == std::pair{uint64_t{0}, uint64_t{0}});  // a nonsense width: none
+}
+
+TEST_CASE("PCI host bridge: the 64-bit window lies above 4 GiB") {
+    IoBus io("io");
+    MmioBus mmio("mmio");
+    const auto make = [](uint32_t) { return std::make_unique<FakeIrq>(); };
+    CHECK_THROWS_AS(PciHostBridge(io, mmio, make, {0x8000'0000, 0x9000'0000}), std::invalid_argument);
+    CHECK_THROWS_AS(PciHostBridge(io, mmio, make, {0x2'0000'0000, 0x1'0000'0000}), std::invalid_argument);
+    CHECK_NOTHROW(PciHostBridge(io, mmio, make, {0x1'0000'0000, 0x2'0000'0000}));
+    CHECK_NOTHROW(PciHostBridge(io, mmio, make));
+}
+
+TEST_CASE("PCI host bridge: the guest sizes a 64-bit BAR and moves it above 4 GiB") {
+    using Change = std::pair<unsigned, std::optional<uint64_t>>;
+    PciBus pci(PciMemory64Window{0x10'0000'0000, 0x20'0000'0000});
+    TestDevice device({{0, PciBarKind::Memory64, 0x4000}});
+    pci.bridge.register_device(device);
+    RecordingDevice& memory = device.handler(0);
+    pci.write_config(1, 0x04, 2, PciConfigSpace::kCommandMemoryEnable);
+    CHECK(device.mapping_changes == std::vector<Change>{{0, 0xc000'0000u}});
+    CHECK(pci.mmio_read32(0xc000'0000) == 0x5a5a'5a5a);
+    device.mapping_changes.clear();
+
+    // Linux's __pci_read_base, with decoding left on: both registers, low first.
+    pci.write_config(1, 0x10, 4, 0xffff'ffff);
+    CHECK(pci.read_config(1, 0x10, 4) == 0xffff'c004);
+    CHECK(pci.mmio_read32(0xc000'0000) == 0xffff'ffff);  // off the bus while it sizes
+    pci.write_config(1, 0x14, 4, 0xffff'ffff);
+    CHECK(pci.read_config(1, 0x14, 4) == 0xffff'ffff);
+    pci.write_bar64(1, 0x10, 0x18'0000'4000);
+    CHECK(pci.read_config(1, 0x10, 4) == 0x4004);
+    CHECK(pci.read_config(1, 0x14, 4) == 0x18);
+    // Nothing decoded in between: not at 0xffff'ffff'0000'4000 after the low write.
+    CHECK(device.mapping_changes == std::vector<Change>{{0, std::nullopt}, {0, 0x18'0000'4000u}});
+    CHECK(pci.mmio_read32(0xc000'0000) == 0xffff'ffff);
+    CHECK(pci.mmio_read32(0x18'0000'7ffc) == 0x5a5a'5a5a);
+    REQUIRE(memory.reads.size() == 2);
+    CHECK(memory.reads[1] == std::pair<uint64_t, size_t>{0x3ffc, 4});
+
+    pci.write_config(1, 0x04, 2, 0);
+    CHECK(pci.mmio_read32(0x18'0000'4000) == 0xffff'ffff);
+    CHECK(device.mapping_changes.back() == Change{0, std::nullopt});
+}
+
 // ---------------------------------------------------------------- tracing
 
 TEST_CASE("PCI host bridge trace: config accesses and BAR mappings", "[trace]") {
@@ -913,6 +1191,19 @@ TEST_CASE("PCI host bridge trace: config accesses and BAR mappings", "[trace]") 
         CHECK(pci.in(0xcfc, 4) == 0xffff'ffff);
         CHECK(log.count("trace pci 00:01.0 read  off=0x00 len=4 val=0xffffffff not enabled") == 1);
     }
+}
+
+TEST_CASE("PCI host bridge trace: 64-bit BARs map as mem64 with 64-bit addresses", "[trace]") {
+    CapturedLog log;
+    TestDevice device({{0, PciBarKind::Memory64, 0x1000'0000, true}, {2, PciBarKind::Memory32, 0x1000}});
+    PciBus pci(PciMemory64Window{0x10'0000'0000, 0x20'0000'0000});
+    pci.bridge.register_device(device);
+    pci.bridge.set_trace(true);
+    pci.write_config(1, 0x04, 2, PciConfigSpace::kCommandMemoryEnable);
+    pci.write_config(1, 0x04, 2, 0);
+    CHECK(log.count("trace pci 00:01.0 BAR0 map mem64 0x1000000000+0x10000000") == 1);
+    CHECK(log.count("trace pci 00:01.0 BAR2 map mem 0xc0000000+0x1000") == 1);
+    CHECK(log.count("trace pci 00:01.0 BAR0 unmap mem64 0x1000000000+0x10000000") == 1);
 }
 
 TEST_CASE("PCI host bridge trace: off by default and when turned off", "[trace]") {

@@ -69,6 +69,25 @@ uint32_t cpuid_value(const std::vector<kvm_cpuid_entry2>& entries, uint32_t func
     return 0;
 }
 
+// Where 64-bit BARs go: above RAM and below what the guest's CPU can
+// address (CPUID 0x80000008 EAX[7:0], which the vCPUs get from KVM as it
+// is). Not in the e820: the guest learns it from _CRS.
+PciMemory64Window pci_memory64_window(const GuestMemory& memory, const Kvm& kvm) {
+    constexpr uint32_t kDefaultPhysicalBits = 36;  // what the SDM says to assume without the leaf
+    uint64_t ram_end = 0;
+    for (const MemoryRegion& region : memory.regions())
+        ram_end = std::max(ram_end, region.guest_address + region.size);
+    uint32_t physical_bits = cpuid_value(kvm.supported_cpuid(), 0x80000008, &kvm_cpuid_entry2::eax) & 0xff;
+    if (physical_bits == 0) physical_bits = kDefaultPhysicalBits;
+    const PciMemory64Window window = PciHostBridge::memory64_window_above(ram_end, physical_bits);
+    if (window.empty())
+        spdlog::info("no 64-bit PCI window: RAM reaches the guest's {}-bit physical address limit", physical_bits);
+    else
+        spdlog::debug("PCI 64-bit window {:#x}-{:#x} ({}-bit physical addresses)", window.start, window.end - 1,
+                      physical_bits);
+    return window;
+}
+
 }  // namespace
 
 Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_point process_start)
@@ -109,7 +128,8 @@ Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_po
           spdlog::info("guest boot complete (marker {} on port {:#x}) {:.1f} ms after process start",
                        BootCompleteMarker::kValue, BootCompleteMarker::kPort, *boot_complete_ms_);
       }),
-      pci_(io_bus_, mmio_bus_, [this](uint32_t gsi) { return std::make_unique<KvmIrqLine>(vm_, gsi); }) {
+      pci_(io_bus_, mmio_bus_, [this](uint32_t gsi) { return std::make_unique<KvmIrqLine>(vm_, gsi); },
+           pci_memory64_window(memory_, kvm_)) {
     int max_cpus = std::min(kvm_.recommended_vcpus(), 254);
     if (config.cpus < 1 || config.cpus > static_cast<uint32_t>(max_cpus))
         fail(ExitCode::Usage, "--cpus {}: this host's KVM supports 1 to {} vCPUs", config.cpus, max_cpus);
@@ -276,6 +296,8 @@ void Machine::set_up_vcpus(uint64_t entry) {
     acpi.s5_sleep_type = AcpiPm::kS5SleepType;
     acpi.pci_memory_window_start = PciHostBridge::kMemoryWindowStart;
     acpi.pci_memory_window_end = PciHostBridge::kMemoryWindowEnd;
+    acpi.pci_memory64_window_start = pci_.memory64_window().start;
+    acpi.pci_memory64_window_end = pci_.memory64_window().end;
     acpi.pci_routes = pci_.interrupt_routes();
     acpi.pvpanic_port = PvPanic::kPort;
     memory_.write(layout::kAcpiTables, build_acpi_tables(layout::kAcpiTables, acpi));
