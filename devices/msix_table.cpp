@@ -145,6 +145,14 @@ bool MsixTable::masked(uint16_t vector) const {
     return vector >= entries_.size() || entry_masked(entries_[vector]);
 }
 
+std::optional<MsiMessage> MsixTable::deliverable_message(uint16_t vector) const {
+    std::lock_guard lock(mutex_);
+    if (!enabled_ || function_masked_ || vector >= entries_.size() || entry_masked(entries_[vector])) return std::nullopt;
+    const MsiMessage message = message_of(entries_[vector]);
+    if (!valid_message(message)) return std::nullopt;
+    return message;
+}
+
 MsiMessage MsixTable::message(uint16_t vector) const {
     std::lock_guard lock(mutex_);
     return vector < entries_.size() ? message_of(entries_[vector]) : MsiMessage{};

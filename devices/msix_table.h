@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -68,6 +69,12 @@ public:
 
     bool pending(uint16_t vector) const;
     bool masked(uint16_t vector) const;
+    // The message a signal of `vector` would be delivered with now, or
+    // nullopt: MSI-X disabled, the function or the vector masked, or not an
+    // interrupt message.
+    std::optional<MsiMessage> deliverable_message(uint16_t vector) const;
+    // An x86 interrupt message: the 0xFEExxxxx window, no reserved data bits.
+    static bool valid_message(const MsiMessage& message);
     MsiMessage message(uint16_t vector) const;
     uint64_t refused_count() const;
 
@@ -85,7 +92,6 @@ private:
     };
     static MsiMessage message_of(const Entry& entry);
     static bool entry_masked(const Entry& entry);
-    static bool valid_message(const MsiMessage& message);
     // With the lock held: deliver (or refuse) `vector` now.
     Signal deliver_locked(uint16_t vector);
     void deliver_pending_locked();

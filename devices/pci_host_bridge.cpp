@@ -68,6 +68,8 @@ public:
         update();
     }
 
+    std::optional<uint32_t> gsi() const override { return output_->gsi(); }
+
     // After the guest changed INTx-disable.
     void refresh() {
         std::lock_guard lock(mutex_);

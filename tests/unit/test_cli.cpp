@@ -59,8 +59,11 @@ TEST_CASE("--trace turns traces on and makes sure info lines are shown") {
     CHECK(outcome.command_line->log_level == spdlog::level::info);
     outcome = parse({"-k", "bz", "--trace", "all", "--log-level", "debug"});
     REQUIRE(outcome.command_line);
-    CHECK(outcome.command_line->machine.trace == TraceFlags{.virtio = true, .pci = true});
+    CHECK(outcome.command_line->machine.trace == TraceFlags{.virtio = true, .pci = true, .vfio = true});
     CHECK(outcome.command_line->log_level == spdlog::level::debug);
+    outcome = parse({"-k", "bz", "--trace", "vfio"});
+    REQUIRE(outcome.command_line);
+    CHECK(outcome.command_line->log_level == spdlog::level::info);
 }
 
 TEST_CASE("--console picks the terminal's device and the default console= follows it") {

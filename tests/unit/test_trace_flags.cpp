@@ -12,7 +12,10 @@ TEST_CASE("trace list: names, combinations and 'all'", "[trace]") {
     CHECK(parse_trace_list("pci") == TraceFlags{.virtio = false, .pci = true});
     CHECK(parse_trace_list("virtio,pci") == TraceFlags{.virtio = true, .pci = true});
     CHECK(parse_trace_list("pci,virtio") == TraceFlags{.virtio = true, .pci = true});
-    CHECK(parse_trace_list("all") == TraceFlags{.virtio = true, .pci = true});
+    CHECK(parse_trace_list("all") == TraceFlags{.virtio = true, .pci = true, .vfio = true});
+    CHECK(parse_trace_list("vfio") == TraceFlags{.virtio = false, .pci = false, .vfio = true});
+    CHECK(parse_trace_list("vfio,pci").value().any());
+    CHECK_FALSE(TraceFlags{}.any());
     CHECK(parse_trace_list("pci,pci") == TraceFlags{.virtio = false, .pci = true});
     CHECK(parse_trace_list(" virtio , pci ") == TraceFlags{.virtio = true, .pci = true});
 }

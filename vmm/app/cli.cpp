@@ -222,7 +222,8 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
     std::string trace;
     app.add_option("--trace", trace,
                    "debug traces on stderr (info lines; raises --log-level to info): virtio (every register access, "
-                   "kick, interrupt and chain of the virtio devices), pci (every configuration access), all; "
+                   "kick, interrupt and chain of the virtio devices), pci (every configuration access), vfio (assigned "
+                   "devices: configuration accesses, BAR mappings, interrupt modes), all; "
                    "comma-separated");
     app.add_option("--console", console,
                    "device wired to the terminal: serial (8250 COM1), virtio (virtio-console, the guest's hvc0; the "
@@ -247,6 +248,11 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
                    "a driver's INTx path)")
         ->capture_default_str()
         ->check(CLI::IsMember({"on", "off"}));
+    std::vector<std::string> vfio_texts;
+    app.add_option("--vfio-pci", vfio_texts,
+                   "assign a host PCI device bound to vfio-pci, repeatable: [DOMAIN:]BUS:DEV.FN as lspci prints it, "
+                   "or its /sys/bus/pci/devices/... directory")
+        ->allow_extra_args(false);
     app.add_flag("--rng", machine.rng, "virtio-rng: random bytes from the host (getrandom) for the guest's /dev/hwrng");
     std::string timeout_text;
     app.add_option("--timeout", timeout_text,
@@ -309,6 +315,15 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
         }
         machine.nets.push_back(std::move(*net));
     }
+    for (const std::string& text : vfio_texts) {
+        std::string error;
+        std::optional<HostPciAddress> address = parse_host_pci_address(text, error);
+        if (!address) return usage_error(fmt::format("--vfio-pci {}: {}", text, error));
+        for (const auto& earlier : machine.vfio_devices)
+            if (earlier.address == *address)
+                return usage_error(fmt::format("--vfio-pci {}: {} assigned twice", text, address->to_string()));
+        machine.vfio_devices.push_back({"--vfio-pci " + text, *address});
+    }
     if (!initrd.empty()) machine.initrd_path = initrd;
     if (!timeout_text.empty()) {
         std::optional<std::chrono::milliseconds> timeout = parse_duration(timeout_text);
@@ -332,14 +347,21 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
         machine.trace = *flags;
     }
     machine.console = console == "virtio" ? ConsoleMode::Virtio : console == "none" ? ConsoleMode::None : ConsoleMode::Serial;
-    // Every virtio device is a PCI function with an interrupt line of its own.
-    if (std::string problem = virtio_slot_problem(machine, PciHostBridge::kInterruptGsis.size()); !problem.empty())
-        return usage_error(problem);
+    // Every virtio device and assigned device is a PCI function with an
+    // interrupt line of its own.
+    const size_t lines = PciHostBridge::kInterruptGsis.size();
+    if (machine.vfio_devices.size() > lines)
+        return usage_error(fmt::format("--vfio-pci given {} times: at most {} devices fit", machine.vfio_devices.size(), lines));
+    if (std::string problem = virtio_slot_problem(machine, lines - machine.vfio_devices.size()); !problem.empty())
+        return usage_error(machine.vfio_devices.empty()
+                               ? problem
+                               : fmt::format("{} (with {} --vfio-pci device(s) taking the others)", problem,
+                                             machine.vfio_devices.size()));
     if (cmdline_option->count() == 0)
         machine.command_line = machine.console == ConsoleMode::Virtio ? "console=hvc0" : "console=ttyS0";
     result.log_level = spdlog::level::from_str(log_level);
     // Traces are info lines: asking for one must not be silenced by the default level.
-    if ((machine.trace.virtio || machine.trace.pci) && result.log_level > spdlog::level::info)
+    if (machine.trace.any() && result.log_level > spdlog::level::info)
         result.log_level = spdlog::level::info;
     return {result, 0, "", false};
 }

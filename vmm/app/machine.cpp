@@ -129,7 +129,9 @@ Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_po
                        BootCompleteMarker::kValue, BootCompleteMarker::kPort, *boot_complete_ms_);
       }),
       pci_(io_bus_, mmio_bus_, [this](uint32_t gsi) { return std::make_unique<KvmIrqLine>(vm_, gsi); },
-           pci_memory64_window(memory_, kvm_)) {
+           pci_memory64_window(memory_, kvm_)),
+      memory_slots_(vm_, static_cast<uint32_t>(memory_.regions().size()),
+                    static_cast<uint32_t>(std::max(kvm_.check_extension(KVM_CAP_NR_MEMSLOTS), 0))) {
     int max_cpus = std::min(kvm_.recommended_vcpus(), 254);
     if (config.cpus < 1 || config.cpus > static_cast<uint32_t>(max_cpus))
         fail(ExitCode::Usage, "--cpus {}: this host's KVM supports 1 to {} vCPUs", config.cpus, max_cpus);
@@ -161,17 +163,32 @@ void Machine::add_devices() {
     io_bus_.add(PvPanic::kPort, 1, pvpanic_);
     io_bus_.add(BootCompleteMarker::kPort, 1, boot_marker_);
     add_virtio_devices();
+    add_assigned_devices();
+}
+
+GsiRouting* Machine::gsi_routing() {
+    if (!gsi_routing_) {
+        const uint32_t max_routes = kvm_.max_irq_routes();
+        if (max_routes <= GsiRoutingTable::default_route_count()) return nullptr;
+        gsi_routing_ = std::make_unique<GsiRouting>(vm_, max_routes);
+    }
+    return gsi_routing_.get();
+}
+
+void Machine::add_assigned_devices() {
+    if (config_.vfio_devices.empty()) return;
+    GsiRouting* routing = gsi_routing();
+    if (routing == nullptr)
+        spdlog::warn("this KVM has no interrupt routing for MSI; assigned devices can use INTx only");
+    vfio_ = std::make_unique<VfioAssignment>(config_.vfio_devices, memory_,
+                                             VfioPciDevice::Kvm{&vm_, routing, &memory_slots_}, pci_,
+                                             config_.trace.vfio);
 }
 
 void Machine::add_virtio_devices() {
-    if (config_.msix && !virtio_devices_.empty()) {
-        const uint32_t max_routes = kvm_.max_irq_routes();
-        if (max_routes > GsiRoutingTable::default_route_count())
-            gsi_routing_ = std::make_unique<GsiRouting>(vm_, max_routes);
-        else
-            spdlog::warn("this KVM has no interrupt routing for MSI (KVM_CAP_IRQ_ROUTING {}); virtio devices use INTx",
-                         max_routes);
-    }
+    if (config_.msix && !virtio_devices_.empty() && gsi_routing() == nullptr)
+        spdlog::warn("this KVM has no interrupt routing for MSI (KVM_CAP_IRQ_ROUTING {}); virtio devices use INTx",
+                     kvm_.max_irq_routes());
     for (NamedVirtioDevice& named : virtio_devices_) {
         VirtioSlot& slot = virtio_slots_.emplace_back();
         slot.name = std::move(named.name);
@@ -190,6 +207,7 @@ void Machine::add_virtio_devices() {
 void Machine::dump_device_state(bool terminal_raw) const {
     std::string report = fmt::format("minikvm: state dump (SIGUSR1): {} virtio device(s)\n", virtio_slots_.size());
     for (const VirtioSlot& slot : virtio_slots_) report += slot.transport->state_report();
+    if (vfio_) report += vfio_->state_report();
     // In raw mode a bare "\n" would not return the cursor.
     if (terminal_raw) {
         std::string converted;

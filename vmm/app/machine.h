@@ -29,12 +29,14 @@
 #include "vmm/app/console_watcher.h"
 #include "vmm/app/machine_config.h"
 #include "vmm/app/run_report.h"
+#include "vmm/app/vfio_assignment.h"
 #include "vmm/app/virtio_registry.h"
 #include "vmm/core/bus.h"
 #include "vmm/core/event_loop.h"
 #include "vmm/core/gsi_routing.h"
 #include "vmm/core/guest_memory.h"
 #include "vmm/core/kvm.h"
+#include "vmm/core/memory_slots.h"
 #include "vmm/core/signal_block.h"
 #include "vmm/core/stop_request.h"
 #include "vmm/core/vcpu.h"
@@ -65,6 +67,9 @@ public:
 private:
     void add_devices();
     void add_virtio_devices();
+    void add_assigned_devices();
+    // KVM's interrupt routing, made on first need; null when KVM has none.
+    GsiRouting* gsi_routing();
     // At exit: each device's summary (a network card's counters), at info level.
     void log_device_summaries() const;
     // Where the guest's console input goes, if anywhere.
@@ -151,13 +156,18 @@ private:
     // touch its devices.
     PciHostBridge pci_;
     KvmNotifyEventfds notify_eventfds_{vm_};
-    // MSI routes of the devices' MSI-X vectors; null with --msix off.
+    // MSI routes of the devices' MSI-X vectors; null with --msix off and
+    // no assigned device.
     std::unique_ptr<GsiRouting> gsi_routing_;
+    // KVM memory slots after RAM's: assigned devices' BARs.
+    MemorySlots memory_slots_;
 
     // Last of the devices: each transport resets its device (lowering INTx
     // on the bridge, removing its ioeventfds) while all that still exists.
     std::vector<VirtioSlot> virtio_slots_;
     VirtioConsole* virtio_console_ = nullptr;  // in virtio_slots_ with --console virtio
+    // --vfio-pci devices, after the virtio ones on the bus; null without.
+    std::unique_ptr<VfioAssignment> vfio_;
 
     std::vector<std::unique_ptr<Vcpu>> vcpus_;
     std::vector<std::unique_ptr<VcpuRunner>> runners_;

@@ -10,6 +10,7 @@
 
 #include "vmm/backends/block/disk_config.h"
 #include "vmm/backends/net/net_config.h"
+#include "vmm/backends/vfio/host_pci_address.h"
 #include "vmm/core/trace_flags.h"
 
 namespace minikvm {
@@ -31,6 +32,13 @@ struct MachineConfig {
     std::vector<DiskConfig> disks;  // virtio-blk0, virtio-blk1... in this order
     std::vector<NetConfig> nets;    // virtio-net0, virtio-net1... in this order, after the disks
     bool rng = false;               // virtio-rng0, after the network cards
+    // Host PCI functions to assign (--vfio-pci), after the virtio devices;
+    // `option` is what the user typed, for messages.
+    struct AssignedDevice {
+        std::string option;
+        HostPciAddress address;
+    };
+    std::vector<AssignedDevice> vfio_devices;
     // MSI-X capability on every virtio device; off: INTx only (--msix off).
     bool msix = true;
     // Verdicts (vmm/app/console_watcher.h): end with ExitCode::Timeout when

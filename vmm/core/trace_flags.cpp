@@ -19,7 +19,8 @@ std::optional<TraceFlags> parse_trace_list(std::string_view list) {
         const std::string_view name = trim(list.substr(0, comma));
         if (name == "virtio") flags.virtio = true;
         else if (name == "pci") flags.pci = true;
-        else if (name == "all") flags.virtio = flags.pci = true;
+        else if (name == "vfio") flags.vfio = true;
+        else if (name == "all") flags.virtio = flags.pci = flags.vfio = true;
         else return std::nullopt;  // includes "" (an empty list or ",,")
         if (comma == std::string_view::npos) return flags;
         list.remove_prefix(comma + 1);

@@ -8,7 +8,9 @@
 //           and push
 //   pci     every configuration access through 0xcf8/0xcfc, and BAR
 //           (un)mapping
-//   all     both
+//   vfio    every configuration access of an assigned device (emulated or
+//           passed through), its BAR mappings and interrupt mode changes
+//   all     all of them
 //
 // Trace lines are logged at info level and start with "trace <who> ", so
 // `grep 'trace virtio-console0'` picks one device out.
@@ -21,12 +23,15 @@ namespace minikvm {
 struct TraceFlags {
     bool virtio = false;
     bool pci = false;
+    bool vfio = false;
+
+    bool any() const { return virtio || pci || vfio; }
 
     bool operator==(const TraceFlags&) const = default;
 };
 
 // The names parse_trace_list() accepts, for help and error messages.
-inline constexpr std::string_view kTraceNames = "virtio, pci, all";
+inline constexpr std::string_view kTraceNames = "virtio, pci, vfio, all";
 
 // A comma-separated list of names, in any order, repeats allowed ("pci",
 // "virtio,pci", "all"); blanks around a name are ignored. nullopt for an

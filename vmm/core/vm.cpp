@@ -61,6 +61,15 @@ void Vm::map_memory(const GuestMemory& memory) {
     }
 }
 
+void Vm::set_memory_slot(uint32_t slot, uint64_t guest_address, uint64_t size, void* host) const {
+    kvm_userspace_memory_region region{};
+    region.slot = slot;
+    region.guest_phys_addr = guest_address;
+    region.memory_size = size;
+    region.userspace_addr = reinterpret_cast<uint64_t>(host);
+    check(::ioctl(fd_.get(), KVM_SET_USER_MEMORY_REGION, &region), "KVM_SET_USER_MEMORY_REGION");
+}
+
 UniqueFd Vm::add_io_eventfd(uint16_t port, uint32_t length, uint64_t datamatch) const {
     UniqueFd event(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!event) throw std::system_error(errno, std::generic_category(), "eventfd");

@@ -23,8 +23,12 @@ public:
     static Vm create(const Kvm& kvm);
 
     int fd() const { return fd_.get(); }
-    // Registers every region of `memory` as a KVM memory slot.
+    // Registers every region of `memory` as a KVM memory slot, slots 0 to
+    // regions - 1 (MemorySlots hands out the rest).
     void map_memory(const GuestMemory& memory);
+    // KVM_SET_USER_MEMORY_REGION for one slot: [guest_address, + size)
+    // backed by host memory at `host`; size 0 deletes the slot.
+    void set_memory_slot(uint32_t slot, uint64_t guest_address, uint64_t size, void* host) const;
     // Drives interrupt line `gsi` of the in-kernel irqchip to `level`.
     void set_irq_line(uint32_t gsi, bool level) const;
 

@@ -8,15 +8,20 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "vmm/core/host_mapping.h"
 #include "vmm/core/unique_fd.h"
 
 namespace minikvm {
 
-class VfioDevice {
+// What the device model (devices/vfio/) does with an assigned device:
+// VfioDevice is the real one; unit tests give a fake, so configuration
+// virtualization and the interrupt plumbing are tested without a device.
+class VfioDeviceIo {
 public:
     struct Region {
         uint32_t index = 0;
@@ -33,22 +38,51 @@ public:
         uint32_t count = 0;
     };
 
+    virtual ~VfioDeviceIo() = default;
+
+    virtual const std::string& name() const = 0;
+    virtual bool can_reset() const = 0;
+    virtual const std::vector<Region>& regions() const = 0;
+    virtual const std::vector<Irq>& irqs() const = 0;
+    // Whole accesses inside `region`, or false (short or failed transfer,
+    // or out of the region's bounds).
+    virtual bool read(uint32_t region, uint64_t offset, std::span<uint8_t> data) const = 0;
+    virtual bool write(uint32_t region, uint64_t offset, std::span<const uint8_t> data) const = 0;
+    // VFIO_DEVICE_RESET; false when the device has none or it failed.
+    virtual bool reset() const = 0;
+    // VFIO_DEVICE_SET_IRQS with eventfds: `action` is VFIO_IRQ_SET_ACTION_TRIGGER
+    // or _UNMASK; fds[i] serves vector start + i (-1: none). False (errno
+    // set) when the kernel refuses.
+    virtual bool set_irq_eventfds(uint32_t index, uint32_t action, uint32_t start, std::span<const int32_t> fds) = 0;
+    // Turns interrupt `index` (INTx, MSI, MSI-X) off: no trigger at all.
+    virtual bool disable_irq(uint32_t index) = 0;
+    // A shared mapping of all of region `index`; nullopt when it cannot be
+    // mapped (not mappable, or the kernel maps only parts of it).
+    virtual std::optional<HostMapping> map_region(uint32_t index) = 0;
+
+    // Helpers on top of read/write for configuration space (region 7).
+    bool read_config(uint32_t offset, std::span<uint8_t> data) const;
+    bool write_config(uint32_t offset, std::span<const uint8_t> data) const;
+};
+
+class VfioDevice : public VfioDeviceIo {
+public:
     // Queries everything once; std::system_error when the kernel refuses.
     VfioDevice(UniqueFd fd, std::string name);
 
     int fd() const { return fd_.get(); }
-    const std::string& name() const { return name_; }
+    const std::string& name() const override { return name_; }
     bool is_pci() const;
-    bool can_reset() const;
-    const std::vector<Region>& regions() const { return regions_; }
-    const std::vector<Irq>& irqs() const { return irqs_; }
+    bool can_reset() const override;
+    const std::vector<Region>& regions() const override { return regions_; }
+    const std::vector<Irq>& irqs() const override { return irqs_; }
 
-    // Whole accesses inside `region`, or false (short or failed transfer,
-    // or out of the region's bounds).
-    bool read(uint32_t region, uint64_t offset, std::span<uint8_t> data) const;
-    bool write(uint32_t region, uint64_t offset, std::span<const uint8_t> data) const;
-    // VFIO_DEVICE_RESET; false when the device has none or it failed.
-    bool reset() const;
+    bool read(uint32_t region, uint64_t offset, std::span<uint8_t> data) const override;
+    bool write(uint32_t region, uint64_t offset, std::span<const uint8_t> data) const override;
+    bool reset() const override;
+    bool set_irq_eventfds(uint32_t index, uint32_t action, uint32_t start, std::span<const int32_t> fds) override;
+    bool disable_irq(uint32_t index) override;
+    std::optional<HostMapping> map_region(uint32_t index) override;
 
 private:
     const Region* region(uint32_t index) const;
