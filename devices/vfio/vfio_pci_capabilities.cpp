@@ -22,6 +22,11 @@ constexpr uint8_t kExpressTypeEndpoint = 0x0;
 constexpr uint8_t kExpressTypeLegacyEndpoint = 0x1;
 constexpr uint8_t kExpressTypeIntegratedEndpoint = 0x9;
 constexpr uint8_t kExpressSlotImplemented = 0x01;  // bit 8 of the flags: bit 0 of their high byte
+constexpr uint32_t kExpressDeviceCapabilities = 0x04;
+constexpr uint8_t kExpressFlrCapable = 0x10;  // bit 28: bit 4 of the register's top byte
+// Power management: PMCSR's No_Soft_Reset (bit 3).
+constexpr uint32_t kPmControlStatus = 0x04;
+constexpr uint8_t kPmNoSoftReset = 0x08;
 
 uint8_t length_of(std::span<const uint8_t, 256> config, uint8_t offset, uint8_t id) {
     switch (id) {
@@ -60,8 +65,13 @@ std::vector<VfioPciCapability> walk_pci_capabilities(std::span<const uint8_t, 25
 std::vector<uint8_t> guest_capability_body(std::span<const uint8_t, 256> config, const VfioPciCapability& capability) {
     if (capability.length < 2 || capability.offset + capability.length > 256) return {};
     std::vector<uint8_t> body(config.begin() + capability.offset + 2, config.begin() + capability.offset + capability.length);
+    // Offsets in `body` are 2 less than in the capability. The copies are
+    // read-only, so the guest must not believe it can reset the function
+    // through them: no FLR, and a D3hot->D0 cycle that resets nothing
+    // (which is true: the device never leaves D0).
+    if (capability.id == kPciCapabilityPowerManagement) body[kPmControlStatus - 2] |= kPmNoSoftReset;
     if (capability.id == kPciCapabilityExpress) {
-        // Offsets in `body` are 2 less than in the capability.
+        body[kExpressDeviceCapabilities - 2 + 3] = static_cast<uint8_t>(body[kExpressDeviceCapabilities - 2 + 3] & ~kExpressFlrCapable);
         auto clear = [&](uint32_t at, uint32_t bytes) {
             if (at >= 2 && at - 2 + bytes <= body.size()) std::fill_n(body.begin() + (at - 2), bytes, 0);
         };

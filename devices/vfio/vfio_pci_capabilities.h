@@ -5,7 +5,9 @@
 //   the guest's table never reaches the device, VFIO programs the real one;
 // - power management and PCI Express: copies of the hardware's, read-only
 //   (the guest must not move the device between power states or start a
-//   function-level reset behind VFIO's back). A PCI Express endpoint is
+//   function-level reset behind VFIO's back; the copies say so: no FLR
+//   capability, and No_Soft_Reset, so Linux does not try to reset the
+//   device through them). A PCI Express endpoint is
 //   shown as a Root Complex Integrated Endpoint without a link, since it
 //   sits on the root bus with no port above it, as QEMU does on q35;
 // - everything else (MSI, vendor-specific, ...): left out of the list. Its

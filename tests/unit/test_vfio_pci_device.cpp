@@ -51,6 +51,7 @@ std::unique_ptr<FakeVfioDevice> nvme_like() {
     d.config[kMsi] = 0x05, d.config[kMsi + 1] = kExpress;
     d.config[kExpress] = 0x10, d.config[kExpress + 1] = kMsix;
     d.put16(kExpress + 2, 0x0002);  // version 2, endpoint
+    d.put32(kExpress + 4, 0x1000'8fc0);  // device capabilities, FLR among them
     d.put32(kExpress + 0x0c, 0x00413c12);  // link capabilities
     d.put16(kExpress + 0x12, 0x1011);      // link status
     d.config[kMsix] = 0x11, d.config[kMsix + 1] = kVendor;
@@ -180,8 +181,10 @@ TEST_CASE("vfio-pci: the capability list holds what minikvm can stand behind", "
 
     SECTION("power management and PCI Express are read-only copies") {
         CHECK(rig.read(kPm + 2, 2) == 0x0003);
+        CHECK(rig.read(kPm + 4, 2) == 0x0008);  // D0, No_Soft_Reset: no reset through D3hot
         rig.write(kPm + 4, 2, 0x0003);  // to D3hot: not on the device
-        CHECK(rig.read(kPm + 4, 2) == 0);
+        CHECK(rig.read(kPm + 4, 2) == 0x0008);
+        CHECK(rig.read(kExpress + 4, 4) == 0x0000'8fc0);  // no FLR to offer
         CHECK_FALSE(rig.wrote_through(kPm + 4));
         // An integrated endpoint, without a link.
         CHECK(rig.read(kExpress + 2, 2) == 0x0092);
