@@ -1,5 +1,7 @@
 #include "devices/vfio/vfio_pci_capabilities.h"
 
+#include "devices/msi_capability.h"
+
 #include <algorithm>
 
 namespace minikvm {
@@ -32,6 +34,10 @@ uint8_t length_of(std::span<const uint8_t, 256> config, uint8_t offset, uint8_t 
     switch (id) {
         case kPciCapabilityMsix: return 12;
         case kPciCapabilityPowerManagement: return 8;
+        case kPciCapabilityMsi: {
+            const uint8_t control_high = config[offset + 3u];
+            return MsiCapability::length((config[offset + 2u] & 0x80) != 0, (control_high & 0x01) != 0);
+        }
         case kPciCapabilityExpress: return (config[offset + kExpressFlags] & 0x0f) >= 2 ? 0x3c : 0x24;
         default: return 0;
     }
@@ -53,8 +59,9 @@ std::vector<VfioPciCapability> walk_pci_capabilities(std::span<const uint8_t, 25
         // A capability that would run past the 256 bytes is not what it says.
         if (length != 0 && offset + length <= 256) {
             capability.length = length;
-            capability.treatment = capability.id == kPciCapabilityMsix ? VfioPciCapability::Treatment::Emulated
-                                                                       : VfioPciCapability::Treatment::ReadOnlyCopy;
+            const bool emulated = capability.id == kPciCapabilityMsix || capability.id == kPciCapabilityMsi;
+            capability.treatment =
+                emulated ? VfioPciCapability::Treatment::Emulated : VfioPciCapability::Treatment::ReadOnlyCopy;
         }
         found.push_back(capability);
         offset = config[offset + 1u] & 0xfc;

@@ -1,8 +1,9 @@
 #pragma once
 // Which of an assigned device's PCI capabilities the guest sees, and how,
 // from the device's own configuration space (the first 256 bytes):
-// - MSI-X: emulated by minikvm at the hardware's offset (MsixCapability):
-//   the guest's table never reaches the device, VFIO programs the real one;
+// - MSI-X and MSI: emulated by minikvm at the hardware's offset
+//   (MsixCapability, MsiCapability): the guest's messages never reach the
+//   device, VFIO programs the real ones;
 // - power management and PCI Express: copies of the hardware's, read-only
 //   (the guest must not move the device between power states or start a
 //   function-level reset behind VFIO's back; the copies say so: no FLR
@@ -10,7 +11,7 @@
 //   device through them). A PCI Express endpoint is
 //   shown as a Root Complex Integrated Endpoint without a link, since it
 //   sits on the root bus with no port above it, as QEMU does on q35;
-// - everything else (MSI, vendor-specific, ...): left out of the list. Its
+// - everything else (vendor-specific, ...): left out of the list. Its
 //   bytes still read and write through VFIO, which guards what matters.
 // Pure: the walk is bounded and every offset checked, whatever the bytes.
 

@@ -3,6 +3,7 @@
 #include <linux/vfio.h>
 
 #include <algorithm>
+#include <utility>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -96,8 +97,7 @@ VfioPciDevice::VfioPciDevice(VfioDeviceIo& device, Kvm kvm, std::string name)
 
 VfioPciDevice::~VfioPciDevice() {
     try {
-        if (vectors_) vectors_->unbind_all();
-        if (mode_ == InterruptMode::Msix) device_.disable_irq(VFIO_PCI_MSIX_IRQ_INDEX);
+        leave_message_mode();
         if (intx_) intx_->disable();
         // No more DMA and no decoding, then the device's own reset.
         const uint16_t command = le16(hardware_, PciConfigSpace::kCommand) & ~kMirroredCommand;
@@ -146,33 +146,10 @@ void VfioPciDevice::set_up_capabilities() {
     for (VfioPciCapability& capability : capabilities_) {
         if (capability.treatment == VfioPciCapability::Treatment::Hidden) continue;
         try {
-            if (capability.treatment == VfioPciCapability::Treatment::Emulated) {
-                const uint16_t control = le16(hardware_, capability.offset + 2u);
-                const uint32_t table = le32(hardware_, capability.offset + 4u);
-                const uint32_t pba = le32(hardware_, capability.offset + 8u);
-                MsixCapability::Layout layout{table & 7u, table & ~7u, pba & 7u, pba & ~7u, capability.offset};
-                const auto vectors = static_cast<uint16_t>((control & 0x7ff) + 1);
-                const auto usable = [&](unsigned bar, uint64_t offset, uint64_t bytes) {
-                    return bar < bars_.size() && bars_[bar].present && bars_[bar].kind != PciBarKind::Io &&
-                           offset + bytes <= bars_[bar].size;
-                };
-                if (!usable(layout.table_bar, layout.table_offset, uint64_t{vectors} * MsixTable::kEntryBytes) ||
-                    !usable(layout.pba_bar, layout.pba_offset, (vectors + 63u) / 64u * 8u))
-                    throw std::invalid_argument("its table or PBA is not inside a memory BAR of the device");
-                vectors_ = std::make_unique<VfioMsixVectors>(vectors, kvm_.vm, kvm_.routing, name_);
-                msix_ = std::make_unique<MsixCapability>(
-                    config_, vectors, layout, [this](uint16_t vector, const MsiMessage&) { vectors_->deliver(vector); },
-                    [this](uint16_t vector, const MsiMessage& message) {
-                        spdlog::warn("{}: MSI-X vector {} has address {:#x} data {:#x}, not an interrupt message; "
-                                     "not delivered",
-                                     name_, vector, message.address, message.data);
-                    },
-                    name_, &trace_);
-                const auto trap = [&](unsigned bar, uint64_t start, uint64_t bytes) {
-                    trapped_.push_back({bar, start & ~(kPage - 1), (start + bytes + kPage - 1) & ~(kPage - 1)});
-                };
-                trap(layout.table_bar, layout.table_offset, msix_->table().table_bytes());
-                trap(layout.pba_bar, layout.pba_offset, msix_->table().pba_bytes());
+            if (capability.id == kPciCapabilityMsix) {
+                set_up_msix(capability);
+            } else if (capability.id == kPciCapabilityMsi) {
+                set_up_msi(capability);
             } else {
                 const std::vector<uint8_t> body = guest_capability_body(hardware_, capability);
                 config_.add_capability_at(capability.offset, capability.id, body);
@@ -186,6 +163,51 @@ void VfioPciDevice::set_up_capabilities() {
         }
         std::fill_n(passthrough_.begin() + capability.offset, capability.length, false);
     }
+}
+
+void VfioPciDevice::set_up_msix(const VfioPciCapability& capability) {
+    if (!vfio_has(VFIO_PCI_MSIX_IRQ_INDEX)) throw std::invalid_argument("VFIO offers no MSI-X interrupts for it");
+    const uint16_t control = le16(hardware_, capability.offset + 2u);
+    const uint32_t table = le32(hardware_, capability.offset + 4u);
+    const uint32_t pba = le32(hardware_, capability.offset + 8u);
+    MsixCapability::Layout layout{table & 7u, table & ~7u, pba & 7u, pba & ~7u, capability.offset};
+    const auto vectors = static_cast<uint16_t>((control & 0x7ff) + 1);
+    const auto usable = [&](unsigned bar, uint64_t offset, uint64_t bytes) {
+        return bar < bars_.size() && bars_[bar].present && bars_[bar].kind != PciBarKind::Io &&
+               offset + bytes <= bars_[bar].size;
+    };
+    if (!usable(layout.table_bar, layout.table_offset, uint64_t{vectors} * MsixTable::kEntryBytes) ||
+        !usable(layout.pba_bar, layout.pba_offset, (vectors + 63u) / 64u * 8u))
+        throw std::invalid_argument("its table or PBA is not inside a memory BAR of the device");
+    msix_vectors_ = std::make_unique<VfioMsiVectors>(vectors, kvm_.vm, kvm_.routing, name_, "MSI-X");
+    msix_ = std::make_unique<MsixCapability>(
+        config_, vectors, layout, [this](uint16_t vector, const MsiMessage&) { msix_vectors_->deliver(vector); },
+        [this](uint16_t vector, const MsiMessage& message) {
+            spdlog::warn("{}: MSI-X vector {} has address {:#x} data {:#x}, not an interrupt message; "
+                         "not delivered",
+                         name_, vector, message.address, message.data);
+        },
+        name_, &trace_);
+    const auto trap = [&](unsigned bar, uint64_t start, uint64_t bytes) {
+        trapped_.push_back({bar, start & ~(kPage - 1), (start + bytes + kPage - 1) & ~(kPage - 1)});
+    };
+    trap(layout.table_bar, layout.table_offset, msix_->table().table_bytes());
+    trap(layout.pba_bar, layout.pba_offset, msix_->table().pba_bytes());
+}
+
+void VfioPciDevice::set_up_msi(const VfioPciCapability& capability) {
+    if (!vfio_has(VFIO_PCI_MSI_IRQ_INDEX)) throw std::invalid_argument("VFIO offers no MSI interrupts for it");
+    const uint16_t control = le16(hardware_, capability.offset + 2u);
+    const auto log2_vectors = static_cast<uint8_t>(std::min((control >> 1) & 7, 5));
+    msi_ = std::make_unique<MsiCapability>(config_, capability.offset, log2_vectors,
+                                           (control & MsiCapability::kControl64Bit) != 0,
+                                           (control & MsiCapability::kControlPerVectorMask) != 0);
+    msi_vectors_ = std::make_unique<VfioMsiVectors>(uint16_t{1} << log2_vectors, kvm_.vm, kvm_.routing, name_, "MSI");
+}
+
+bool VfioPciDevice::vfio_has(uint32_t irq_index) const {
+    const auto& irqs = device_.irqs();
+    return irq_index < irqs.size() && irqs[irq_index].count != 0;
 }
 
 std::vector<PciBar> VfioPciDevice::bars() {
@@ -255,32 +277,73 @@ void VfioPciDevice::mirror_command() {
 }
 
 void VfioPciDevice::config_written(uint32_t offset, uint32_t length) {
-    if (!msix_) return;
-    if (msix_->config_written(offset, length)) {
+    if (msix_ && msix_->config_written(offset, length)) {
         if (msix_->enabled()) switch_to_msix();
-        else switch_to_intx();
+        else if (mode_ != InterruptMode::Msi) switch_to_intx();
     }
-    // The function mask or bus mastering may have changed.
-    if (mode_ == InterruptMode::Msix) vectors_->sync_all(msix_->table());
+    if (msi_ && msi_->config_written(offset, length)) {
+        if (msi_->enabled()) switch_to_msi();  // again when the vector count changed
+        else if (mode_ != InterruptMode::Msix) switch_to_intx();
+    }
+    // Masks, messages or bus mastering may have changed.
+    if (mode_ == InterruptMode::Msix)
+        msix_vectors_->sync_all([this](uint16_t vector) { return msix_->table().deliverable_message(vector); });
+    if (mode_ == InterruptMode::Msi)
+        msi_vectors_->sync_all([this](uint16_t vector) { return msi_->deliverable_message(vector); });
+}
+
+void VfioPciDevice::leave_message_mode() {
+    if (mode_ == InterruptMode::Msix) {
+        msix_vectors_->unbind_all();
+        device_.disable_irq(VFIO_PCI_MSIX_IRQ_INDEX);
+    } else if (mode_ == InterruptMode::Msi) {
+        msi_vectors_->unbind_all();
+        device_.disable_irq(VFIO_PCI_MSI_IRQ_INDEX);
+    }
+    mode_ = InterruptMode::None;
 }
 
 void VfioPciDevice::switch_to_msix() {
+    if (mode_ == InterruptMode::Msi) {
+        if (!std::exchange(both_logged_, true))
+            spdlog::warn("{}: the guest enabled MSI-X while MSI is on; MSI stays (logged once)", name_);
+        return;
+    }
+    leave_message_mode();
     if (intx_) intx_->disable();
-    const std::span<const int32_t> fds = vectors_->eventfds();
+    const std::span<const int32_t> fds = msix_vectors_->eventfds();
     if (!device_.set_irq_eventfds(VFIO_PCI_MSIX_IRQ_INDEX, VFIO_IRQ_SET_ACTION_TRIGGER, 0, fds)) {
         spdlog::error("{}: VFIO cannot enable the device's {} MSI-X vectors: {}; it has no interrupts until the "
                       "guest disables MSI-X",
                       name_, fds.size(), std::strerror(errno));
-        mode_ = InterruptMode::None;
         return;
     }
     mode_ = InterruptMode::Msix;
     if (tracing()) spdlog::info("trace {} interrupts msix vectors={}", name_, fds.size());
 }
 
+void VfioPciDevice::switch_to_msi() {
+    if (mode_ == InterruptMode::Msix) {
+        if (!std::exchange(both_logged_, true))
+            spdlog::warn("{}: the guest enabled MSI while MSI-X is on; MSI-X stays (logged once)", name_);
+        return;
+    }
+    leave_message_mode();
+    if (intx_) intx_->disable();
+    const std::span<const int32_t> fds = msi_vectors_->eventfds().first(msi_->vectors());
+    if (!device_.set_irq_eventfds(VFIO_PCI_MSI_IRQ_INDEX, VFIO_IRQ_SET_ACTION_TRIGGER, 0, fds)) {
+        spdlog::error("{}: VFIO cannot enable {} MSI vector(s): {}; the device has no interrupts until the guest "
+                      "disables MSI",
+                      name_, fds.size(), std::strerror(errno));
+        return;
+    }
+    mode_ = InterruptMode::Msi;
+    if (tracing()) spdlog::info("trace {} interrupts msi vectors={}", name_, fds.size());
+}
+
 void VfioPciDevice::switch_to_intx() {
-    if (vectors_) vectors_->unbind_all();
-    if (mode_ == InterruptMode::Msix) device_.disable_irq(VFIO_PCI_MSIX_IRQ_INDEX);
+    if (mode_ == InterruptMode::Intx) return;
+    leave_message_mode();
     mode_ = intx_ && intx_->enable() ? InterruptMode::Intx : InterruptMode::None;
     if (tracing()) spdlog::info("trace {} interrupts {}", name_, mode_ == InterruptMode::Intx ? "intx" : "none");
 }
@@ -317,7 +380,7 @@ void VfioPciDevice::bar_read(unsigned index, uint64_t offset, std::span<uint8_t>
         return;
     }
     if (in_msix_pba(index, offset)) {
-        vectors_->collect_pending(msix_->table());
+        for (uint16_t vector : msix_vectors_->take_waiting()) msix_->table().signal(vector);
         if (index == msix_->layout().table_bar) msix_->read(offset, data);
         else msix_->read_pba_bar(offset, data);
         return;
@@ -337,7 +400,8 @@ void VfioPciDevice::bar_write(unsigned index, uint64_t offset, std::span<const u
             const uint64_t first = (offset - msix_->layout().table_offset) / MsixTable::kEntryBytes;
             const uint64_t last = (offset + data.size() - 1 - msix_->layout().table_offset) / MsixTable::kEntryBytes;
             for (uint64_t vector = first; vector <= last; ++vector)
-                vectors_->sync(static_cast<uint16_t>(vector), msix_->table());
+                msix_vectors_->sync(static_cast<uint16_t>(vector),
+                                    msix_->table().deliverable_message(static_cast<uint16_t>(vector)));
         }
         return;
     }
@@ -409,6 +473,7 @@ std::string VfioPciDevice::state_report() const {
     std::string out = fmt::format("{} (assigned, PCI {}): {:04x}:{:04x} command={:#06x} interrupts={}\n", name_,
                                   address_.to_string(), le16(hardware_, 0), le16(hardware_, 2), config_.command(),
                                   mode_ == InterruptMode::Msix   ? "msix"
+                                  : mode_ == InterruptMode::Msi  ? "msi"
                                   : mode_ == InterruptMode::Intx ? fmt::format("intx gsi={}", intx_->gsi())
                                                                  : "none");
     for (unsigned index = 0; index < bars_.size(); ++index) {
@@ -423,14 +488,13 @@ std::string VfioPciDevice::state_report() const {
                            capability.treatment == VfioPciCapability::Treatment::Emulated       ? "emulated"
                            : capability.treatment == VfioPciCapability::Treatment::ReadOnlyCopy ? "read-only copy"
                                                                                                 : "hidden");
-    if (msix_) {
-        std::string lines = msix_->state_lines() + vectors_->state_lines();
-        size_t start = 0;
-        while (start < lines.size()) {
-            const size_t end = lines.find('\n', start);
-            out += "  " + lines.substr(start, end - start + 1);
-            start = end + 1;
-        }
+    std::string lines;
+    if (msix_) lines += msix_->state_lines() + msix_vectors_->state_lines();
+    if (msi_) lines += msi_->state_lines() + msi_vectors_->state_lines();
+    for (size_t start = 0; start < lines.size();) {
+        const size_t end = lines.find('\n', start);
+        out += "  " + lines.substr(start, end - start + 1);
+        start = end + 1;
     }
     return out;
 }

@@ -9,7 +9,7 @@
 // header type says single-function, the interrupt line is the GSI minikvm
 // wired. The command register's I/O, memory, bus-master and INTx-disable
 // bits are the guest's and are mirrored to the device. Capabilities are
-// filtered (vfio_pci_capabilities.h): MSI-X emulated, power management and
+// filtered (vfio_pci_capabilities.h): MSI-X and MSI emulated, power management and
 // PCI Express as read-only copies, the rest left out of the list. Every
 // other byte from 0x40 up reads and writes through VFIO's config region.
 //
@@ -19,9 +19,11 @@
 // device through VFIO. I/O BARs, and memory BARs VFIO cannot map (or
 // smaller than a page), go through VFIO's region reads and writes.
 //
-// Interrupts. INTx: VfioIntx (trigger and resample irqfds). MSI-X:
-// VfioMsixVectors (an irqfd per unmasked vector). VFIO allows one type at a
-// time, so enabling MSI-X turns INTx off and disabling it turns INTx back.
+// Interrupts. INTx: VfioIntx (trigger and resample irqfds). MSI-X and MSI:
+// VfioMsiVectors (an irqfd per unmasked vector). VFIO allows one type at a
+// time, so enabling MSI-X or MSI turns INTx off and disabling it turns INTx
+// back; a guest enabling both gets the first it enabled (the other is
+// refused and logged, as the PCI spec leaves it undefined).
 //
 // Reset. VFIO_DEVICE_RESET before the guest sees the device, and when it
 // goes (the guest rebooted or minikvm exits), after bus mastering and every
@@ -40,10 +42,11 @@
 #include <string>
 #include <vector>
 
+#include "devices/msi_capability.h"
 #include "devices/msix_capability.h"
 #include "devices/pci_device.h"
 #include "devices/vfio/vfio_intx.h"
-#include "devices/vfio/vfio_msix_vectors.h"
+#include "devices/vfio/vfio_msi_vectors.h"
 #include "devices/vfio/vfio_pci_capabilities.h"
 #include "vmm/backends/vfio/vfio_device.h"
 #include "vmm/core/gsi_routing.h"
@@ -99,7 +102,9 @@ public:
     size_t bar_slots(unsigned index) const;
     // The emulated MSI-X capability; null when the device has none.
     const MsixCapability* msix() const { return msix_.get(); }
-    enum class InterruptMode { None, Intx, Msix };
+    // The emulated MSI capability; null when the device has none.
+    const MsiCapability* msi() const { return msi_.get(); }
+    enum class InterruptMode { None, Intx, Msi, Msix };
     InterruptMode interrupt_mode() const { return mode_; }
 
 private:
@@ -128,7 +133,13 @@ private:
     void drop_slots(unsigned index);
     void map_slots(unsigned index, uint64_t base);
     void switch_to_msix();
+    void switch_to_msi();
     void switch_to_intx();
+    // Turns MSI or MSI-X off in VFIO and KVM.
+    void leave_message_mode();
+    void set_up_msix(const VfioPciCapability& capability);
+    void set_up_msi(const VfioPciCapability& capability);
+    bool vfio_has(uint32_t irq_index) const;
     bool in_msix_table(unsigned bar, uint64_t offset) const;
     bool in_msix_pba(unsigned bar, uint64_t offset) const;
     bool tracing() const { return trace_.load(std::memory_order_relaxed); }
@@ -147,11 +158,13 @@ private:
     std::vector<Trapped> trapped_;
     std::vector<VfioPciCapability> capabilities_;
 
-    std::unique_ptr<VfioMsixVectors> vectors_;  // before msix_: its table delivers into them
+    std::unique_ptr<VfioMsiVectors> msix_vectors_;  // before msix_: its table delivers into them
     std::unique_ptr<MsixCapability> msix_;
+    std::unique_ptr<VfioMsiVectors> msi_vectors_;
+    std::unique_ptr<MsiCapability> msi_;
     std::unique_ptr<VfioIntx> intx_;
     InterruptMode mode_ = InterruptMode::None;
-    bool intx_logged_ = false;
+    bool both_logged_ = false;
     std::atomic<bool> bar_failure_logged_{false};
 };
 

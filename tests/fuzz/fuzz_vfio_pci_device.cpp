@@ -1,6 +1,6 @@
 // libFuzzer target: the assigned-device model (devices/vfio/) with a device
 // whose configuration space is the input's first 256 bytes (its capability
-// list, BAR types and MSI-X layout whatever they say), then a guest doing
+// list, BAR types, MSI and MSI-X layouts whatever they say), then a guest doing
 // configuration and BAR accesses of any width at any offset, and the device
 // signalling MSI-X vectors. Checked on every step: the guest never writes
 // the device's header except the command register, never reaches the
@@ -41,6 +41,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     device.config[0x0e] &= 0x80;  // an endpoint, so the model takes it
     for (uint32_t bar = 0; bar < 6; ++bar) device.set_region(bar, uint64_t{0x10} << (data[0x10 + bar * 4] % 12));
     device.set_irq_count(VFIO_PCI_INTX_IRQ_INDEX, 1);
+    device.set_irq_count(VFIO_PCI_MSI_IRQ_INDEX, 1);
     device.set_irq_count(VFIO_PCI_MSIX_IRQ_INDEX, 2048);
     const std::array<uint8_t, 256> original = device.config;
     std::unique_ptr<VfioPciDevice> model;
@@ -69,7 +70,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             case 2: model->bar_read(bar, offset, span); break;
             case 3: model->bar_write(bar, offset, span); break;
             case 4: model->bar_mapping_changed(bar, data[at + 3] & 1 ? std::optional<uint64_t>(offset << 12) : std::nullopt); break;
-            case 5:  // the device signals every vector VFIO was given
+            case 5:  // the device signals every MSI and MSI-X vector VFIO was given
                 for (const auto& call : device.irq_calls)
                     for (int32_t fd : call.fds) {
                         const uint64_t one = 1;

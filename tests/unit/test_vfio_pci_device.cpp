@@ -24,11 +24,12 @@ using minikvm::test::FakeVfioDevice;
 
 namespace {
 
-constexpr uint32_t kPm = 0x40, kMsi = 0x50, kExpress = 0x60, kMsix = 0xa0, kVendor = 0xb0;
+constexpr uint32_t kPm = 0x40, kMsi = 0x48, kExpress = 0x60, kMsix = 0xa0, kVendor = 0xb0;
 constexpr uint16_t kVectors = 65;
 
 // QEMU's NVMe, as VFIO shows it, plus an I/O BAR, a prefetchable BAR, an
-// expansion ROM, an MSI capability and a vendor-specific one.
+// expansion ROM, an MSI capability (64-bit, per-vector masks, 4 vectors;
+// VFIO offers no MSI unless a test says so) and a vendor-specific one.
 std::unique_ptr<FakeVfioDevice> nvme_like() {
     auto device = std::make_unique<FakeVfioDevice>();
     FakeVfioDevice& d = *device;
@@ -49,6 +50,7 @@ std::unique_ptr<FakeVfioDevice> nvme_like() {
     d.config[kPm] = 0x01, d.config[kPm + 1] = kMsi;
     d.put16(kPm + 2, 0x0003);
     d.config[kMsi] = 0x05, d.config[kMsi + 1] = kExpress;
+    d.put16(kMsi + 2, 0x0184);
     d.config[kExpress] = 0x10, d.config[kExpress + 1] = kMsix;
     d.put16(kExpress + 2, 0x0002);  // version 2, endpoint
     d.put32(kExpress + 4, 0x1000'8fc0);  // device capabilities, FLR among them
@@ -75,14 +77,14 @@ std::unique_ptr<FakeVfioDevice> nvme_like() {
 
 // The guest's side: the model on a bridge, reached through 0xcf8/0xcfc.
 struct Rig {
-    std::unique_ptr<FakeVfioDevice> device = nvme_like();
+    std::unique_ptr<FakeVfioDevice> device;
     IoBus io{"io"};
     MmioBus mmio{"mmio"};
     PciHostBridge bridge{io, mmio, [](uint32_t) { return std::make_unique<test_helpers::FakeIrq>(); }};
     std::unique_ptr<VfioPciDevice> model;
     unsigned slot = 0;
 
-    Rig() { attach(); }
+    explicit Rig(std::unique_ptr<FakeVfioDevice> d = nvme_like()) : device(std::move(d)) { attach(); }
     void attach() {
         io.add(PciHostBridge::kBasePort, PciHostBridge::kPortCount, bridge);
         model = std::make_unique<VfioPciDevice>(*device, VfioPciDevice::Kvm{}, "vfio-test");
@@ -199,14 +201,14 @@ TEST_CASE("vfio-pci: the capability list holds what minikvm can stand behind", "
         CHECK(rig.wrote_through(kVendor + 3));
         CHECK(rig.device->config[kVendor + 3] == 0x55);
         CHECK(rig.read(kVendor + 2, 2) == 0x5510);
-        CHECK(rig.read(kMsi, 1) == 0x05);  // readable where it is, just not listed
+        CHECK(rig.read(kMsi, 1) == 0x05);  // readable where it is, just not listed (VFIO offers no MSI here)
     }
     SECTION("an access straddling emulated and device bytes is split") {
-        rig.device->config[kPm + 8] = 0x42;  // after the 8-byte PM capability, before MSI
+        rig.device->config[kPm + 8] = 0x42;  // the hidden MSI capability's: the device's
         rig.device->config[kPm + 6] = 0x99;  // the device's; the guest sees the copy's 0
         uint8_t bytes[4] = {};
         rig.model->config_read(kPm + 6, bytes);
-        CHECK(test_helpers::from_le(bytes) == 0x0042'0000u);
+        CHECK(test_helpers::from_le(bytes) == 0x6042'0000u);  // 0x60: the hidden MSI's next pointer
     }
 }
 
@@ -344,5 +346,74 @@ TEST_CASE("vfio-pci capabilities: the walk ends on loops and bad offsets", "[vfi
         config[0x34] = 0x40;
         config[0x40] = 0x11;
         CHECK(walk_pci_capabilities(config).empty());
+    }
+}
+
+namespace {
+
+std::unique_ptr<FakeVfioDevice> with_msi() {
+    auto device = nvme_like();
+    device->set_irq_count(VFIO_PCI_MSI_IRQ_INDEX, 1);
+    return device;
+}
+
+}  // namespace
+
+TEST_CASE("vfio-pci: MSI is emulated in the device's shape", "[vfio-pci]") {
+    Rig rig(with_msi());
+    std::vector<uint32_t> listed;
+    for (uint32_t at = rig.read(0x34, 1); at != 0 && listed.size() < 10; at = rig.read(at + 1, 1)) listed.push_back(at);
+    CHECK(listed == std::vector<uint32_t>{kPm, kMsi, kExpress, kMsix});
+    CHECK(rig.read(kMsi + 2, 2) == 0x0184);  // 64-bit, per-vector masks, 4 vectors capable, off
+    rig.write(0x04, 2, 0x0006);
+    rig.write(kMsi + 4, 4, 0xfee0'1003);  // the low two address bits are reserved
+    CHECK(rig.read(kMsi + 4, 4) == 0xfee0'1000);
+    rig.write(kMsi + 12, 2, 0x4040);
+    rig.write(kMsi + 0x14, 4, 0xffff'ffff);  // pending bits: read-only
+    CHECK(rig.read(kMsi + 0x14, 4) == 0);
+    CHECK(rig.model->interrupt_mode() == VfioPciDevice::InterruptMode::None);
+    rig.device->irq_calls.clear();
+
+    rig.write(kMsi + 2, 2, 0x0184 | 2 << 4 | 1);  // 4 vectors, on
+    REQUIRE(rig.device->irq_calls.size() == 1);
+    CHECK(rig.device->irq_calls[0].index == VFIO_PCI_MSI_IRQ_INDEX);
+    CHECK(rig.device->irq_calls[0].action == VFIO_IRQ_SET_ACTION_TRIGGER);
+    CHECK(rig.device->irq_calls[0].fds.size() == 4);
+    CHECK(rig.model->interrupt_mode() == VfioPciDevice::InterruptMode::Msi);
+
+    const MsiCapability& msi = *rig.model->msi();
+    REQUIRE(msi.deliverable_message(1));
+    CHECK(msi.deliverable_message(1)->address == 0xfee0'1000);
+    CHECK(msi.deliverable_message(1)->data == 0x4041);  // vector 1 in the low bits
+    CHECK_FALSE(msi.deliverable_message(4));            // past the vectors enabled
+    rig.write(kMsi + 0x10, 4, 0x2);                     // mask vector 1
+    CHECK_FALSE(msi.deliverable_message(1));
+    CHECK(msi.deliverable_message(0));
+    rig.write(0x04, 2, 0x0002);  // bus mastering off: nothing goes out
+    CHECK_FALSE(msi.deliverable_message(0));
+    rig.write(0x04, 2, 0x0006);
+
+    SECTION("MSI-X enabled on top is refused") {
+        rig.write(kMsix + 2, 2, 0x8000 | (kVectors - 1));
+        CHECK(rig.device->irq_calls.size() == 1);
+        CHECK(rig.model->interrupt_mode() == VfioPciDevice::InterruptMode::Msi);
+    }
+    SECTION("a new vector count re-enables MSI in VFIO") {
+        rig.write(kMsi + 2, 2, 0x0184 | 1 << 4 | 1);  // 2 vectors
+        REQUIRE(rig.device->irq_calls.size() == 3);
+        CHECK(rig.device->irq_calls[1].index == VFIO_PCI_MSI_IRQ_INDEX);
+        CHECK(rig.device->irq_calls[1].action == 0);
+        CHECK(rig.device->irq_calls[2].fds.size() == 2);
+    }
+    SECTION("more vectors than capable: what is capable") {
+        rig.write(kMsi + 2, 2, 0x0184 | 5 << 4 | 1);
+        CHECK(rig.device->irq_calls.back().fds.size() == 4);
+    }
+    SECTION("off") {
+        rig.write(kMsi + 2, 2, 0x0184);
+        REQUIRE(rig.device->irq_calls.size() == 2);
+        CHECK(rig.device->irq_calls[1].index == VFIO_PCI_MSI_IRQ_INDEX);
+        CHECK(rig.device->irq_calls[1].action == 0);
+        CHECK(rig.model->interrupt_mode() == VfioPciDevice::InterruptMode::None);
     }
 }
