@@ -99,6 +99,7 @@ Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_po
       device_context_{event_loop_,
                       [this](std::span<const uint8_t> bytes) { console_output(1, bytes, true); }},
       virtio_devices_(create_virtio_devices(config, device_context_)),
+      vfio_hosts_(probe_assigned_devices(config.vfio_devices)),
       kvm_(Kvm::open()),
       vm_(Vm::create(kvm_)),
       memory_(GuestMemory::allocate(config.memory_bytes)),
@@ -180,7 +181,7 @@ void Machine::add_assigned_devices() {
     GsiRouting* routing = gsi_routing();
     if (routing == nullptr)
         spdlog::warn("this KVM has no interrupt routing for MSI; assigned devices can use INTx only");
-    vfio_ = std::make_unique<VfioAssignment>(config_.vfio_devices, memory_,
+    vfio_ = std::make_unique<VfioAssignment>(config_.vfio_devices, std::move(vfio_hosts_), memory_,
                                              VfioPciDevice::Kvm{&vm_, routing, &memory_slots_}, pci_,
                                              config_.trace.vfio);
 }

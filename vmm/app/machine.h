@@ -136,6 +136,8 @@ private:
     // Built first, from the registry: a bad --disk or --net is reported
     // (exit 6) before anything else is set up. Moved into virtio_slots_.
     std::vector<NamedVirtioDevice> virtio_devices_;
+    // The same for --vfio-pci: sysfs's answers, moved into vfio_.
+    std::vector<HostPciDevice> vfio_hosts_;
     Kvm kvm_;
     Vm vm_;
     GuestMemory memory_;

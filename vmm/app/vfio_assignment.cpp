@@ -10,12 +10,16 @@
 
 namespace minikvm {
 
-VfioAssignment::VfioAssignment(const std::vector<MachineConfig::AssignedDevice>& devices, const GuestMemory& memory,
-                               VfioPciDevice::Kvm kvm, PciHostBridge& bridge, bool trace) {
-    if (devices.empty()) return;
-    // Everything sysfs can tell, for every device, before anything is opened.
+std::vector<HostPciDevice> probe_assigned_devices(const std::vector<MachineConfig::AssignedDevice>& devices) {
     std::vector<HostPciDevice> hosts;
     for (const auto& wanted : devices) hosts.push_back(probe_host_pci_device("/sys", wanted.address, wanted.option));
+    return hosts;
+}
+
+VfioAssignment::VfioAssignment(const std::vector<MachineConfig::AssignedDevice>& devices,
+                               std::vector<HostPciDevice> hosts, const GuestMemory& memory, VfioPciDevice::Kvm kvm,
+                               PciHostBridge& bridge, bool trace) {
+    if (devices.empty()) return;
     check_memlock_for_dma(memory.size(), devices.front().option);
 
     container_.emplace(VfioContainer::open(devices.front().option));

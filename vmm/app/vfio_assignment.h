@@ -28,10 +28,15 @@
 
 namespace minikvm {
 
+// What sysfs says about every --vfio-pci device, checked before anything
+// else is set up (KVM, RAM), so a person's mistake is the first line out.
+std::vector<HostPciDevice> probe_assigned_devices(const std::vector<MachineConfig::AssignedDevice>& devices);
+
 class VfioAssignment {
 public:
-    VfioAssignment(const std::vector<MachineConfig::AssignedDevice>& devices, const GuestMemory& memory,
-                   VfioPciDevice::Kvm kvm, PciHostBridge& bridge, bool trace);
+    // `hosts` from probe_assigned_devices(devices).
+    VfioAssignment(const std::vector<MachineConfig::AssignedDevice>& devices, std::vector<HostPciDevice> hosts,
+                   const GuestMemory& memory, VfioPciDevice::Kvm kvm, PciHostBridge& bridge, bool trace);
     ~VfioAssignment();
 
     VfioAssignment(const VfioAssignment&) = delete;
