@@ -324,3 +324,47 @@ TEST_CASE("a random MAC is locally administered unicast, and differs between dra
     }
     CHECK_FALSE(a == b);  // 46 random bits: a clash here means no randomness at all
 }
+
+TEST_CASE("--share: a directory with its tag, ro/rw and dev; tags default to the last component") {
+    auto outcome = parse({"-k", "bz", "--share", "/srv/data/", "--share", "/,ro,tag=hostroot", "--share",
+                          "/tmp/a,,b,rw,dev"});
+    REQUIRE(outcome.command_line);
+    const auto& shares = outcome.command_line->machine.shares;
+    REQUIRE(shares.size() == 3);
+    CHECK(shares[0].path == "/srv/data/");
+    CHECK(shares[0].tag == "data");
+    CHECK_FALSE(shares[0].read_only);
+    CHECK(shares[1].tag == "hostroot");
+    CHECK(shares[1].read_only);
+    CHECK(shares[2].path == "/tmp/a,b");
+    CHECK(shares[2].tag == "a,b");
+    CHECK(shares[2].allow_devices);
+    std::string error;
+    auto root = parse_share_option("/", error);
+    REQUIRE(root);
+    CHECK(root->tag == "root");
+}
+
+TEST_CASE("a malformed --share is one line naming the option, exit code 2") {
+    auto expect_share_error = [](std::vector<std::string> values, const std::string& text) {
+        std::vector<std::string> args{"-k", "bz"};
+        for (const std::string& value : values) {
+            args.push_back("--share");
+            args.push_back(value);
+        }
+        auto outcome = parse(args);
+        CHECK_FALSE(outcome.command_line);
+        CHECK(outcome.exit_code == 2);
+        CHECK_THAT(outcome.message, Contains("--share " + values.back() + ": "));
+        CHECK_THAT(outcome.message, Contains(text));
+    };
+    expect_share_error({",ro"}, "the directory comes first");
+    expect_share_error({"/a,ro,rw"}, "ro and rw both given");
+    expect_share_error({"/a,ro,ro"}, "'ro' given twice");
+    expect_share_error({"/a,ro=1"}, "'ro' takes no value");
+    expect_share_error({"/a,tag="}, "1 to 255 characters");
+    expect_share_error({"/a,tag=has space"}, "printable characters only");
+    expect_share_error({"/a,cache=loose"}, "unknown item 'cache=loose'");
+    expect_share_error({"/x/a", "/y/a"}, "tag 'a' used twice");
+    expect_share_error({"/x/.."}, "give one with tag=TAG");
+}

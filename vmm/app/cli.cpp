@@ -202,6 +202,70 @@ std::optional<NetConfig> parse_net_option(const std::string& text, std::string& 
     return net;
 }
 
+std::optional<ShareConfig> parse_share_option(const std::string& text, std::string& error) {
+    const std::vector<std::string> items = split_items(text);
+    ShareConfig share;
+    share.path = items[0];
+    if (share.path.empty()) {
+        error = "the directory comes first: --share PATH[,tag=TAG][,ro][,dev]";
+        return std::nullopt;
+    }
+    std::set<std::string> seen;
+    for (size_t i = 1; i < items.size(); ++i) {
+        const std::string& item = items[i];
+        const size_t equals = item.find('=');
+        const std::string key = item.substr(0, equals);
+        const bool has_value = equals != std::string::npos;
+        if (key.empty()) {
+            error = item.empty() ? "empty item (stray comma?)" : fmt::format("'{}' has no key", item);
+            return std::nullopt;
+        }
+        const std::string slot = key == "rw" ? "ro" : key;  // ro and rw exclude each other
+        if (!seen.insert(slot).second) {
+            error = key == slot ? fmt::format("'{}' given twice", key) : "ro and rw both given";
+            return std::nullopt;
+        }
+        if (key == "ro" || key == "rw" || key == "dev") {
+            if (has_value) {
+                error = fmt::format("'{}' takes no value", key);
+                return std::nullopt;
+            }
+            if (key == "ro") share.read_only = true;
+            if (key == "dev") share.allow_devices = true;
+        } else if (key == "tag") {
+            const std::string value = item.substr(equals + 1);
+            if (value.empty() || value.size() > 255) {
+                error = fmt::format("tag={}: a tag is 1 to 255 characters", value);
+                return std::nullopt;
+            }
+            for (char c : value)
+                if (c < 0x21 || c > 0x7e) {
+                    error = fmt::format("tag={}: printable characters only, no spaces", value);
+                    return std::nullopt;
+                }
+            share.tag = value;
+        } else {
+            error = fmt::format("unknown item '{}' (items: tag=TAG, ro, rw, dev)", item);
+            return std::nullopt;
+        }
+    }
+    if (share.tag.empty()) {
+        std::string trimmed = share.path;
+        while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.pop_back();
+        const size_t slash = trimmed.rfind('/');
+        std::string base = slash == std::string::npos ? trimmed : trimmed.substr(slash + 1);
+        if (base.empty()) base = "root";
+        bool printable = base.size() <= 255 && base != "." && base != "..";
+        for (char c : base) printable = printable && c >= 0x21 && c <= 0x7e;
+        if (!printable) {
+            error = fmt::format("no tag can be made from '{}': give one with tag=TAG", share.path);
+            return std::nullopt;
+        }
+        share.tag = base;
+    }
+    return share;
+}
+
 CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t host_memory) {
     CLI::App app{"minikvm: boot a Linux kernel in a KVM virtual machine", "minikvm"};
     app.set_version_flag("--version", "minikvm " MINIKVM_VERSION);
@@ -252,6 +316,11 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
     app.add_option("--vfio-pci", vfio_texts,
                    "assign a host PCI device bound to vfio-pci, repeatable: [DOMAIN:]BUS:DEV.FN as lspci prints it, "
                    "or its /sys/bus/pci/devices/... directory")
+        ->allow_extra_args(false);
+    std::vector<std::string> share_texts;
+    app.add_option("--share", share_texts,
+                   "share a host directory over virtio-9p (9P2000.L), repeatable: PATH[,tag=TAG][,ro][,dev]; the "
+                   "guest mounts it with: mount -t 9p -o trans=virtio,version=9p2000.L TAG DIR")
         ->allow_extra_args(false);
     app.add_flag("--rng", machine.rng, "virtio-rng: random bytes from the host (getrandom) for the guest's /dev/hwrng");
     std::string timeout_text;
@@ -314,6 +383,16 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
                 return usage_error(fmt::format("--net {}: mac={} given to two cards", text, net->mac->to_string()));
         }
         machine.nets.push_back(std::move(*net));
+    }
+    for (const std::string& text : share_texts) {
+        std::string error;
+        std::optional<ShareConfig> share = parse_share_option(text, error);
+        if (!share) return usage_error(fmt::format("--share {}: {}", text, error));
+        for (const ShareConfig& earlier : machine.shares)
+            if (earlier.tag == share->tag)
+                return usage_error(fmt::format("--share {}: tag '{}' used twice (give each share its own tag=)",
+                                               text, share->tag));
+        machine.shares.push_back(std::move(*share));
     }
     for (const std::string& text : vfio_texts) {
         std::string error;

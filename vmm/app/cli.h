@@ -13,6 +13,7 @@
 #include "vmm/app/machine_config.h"
 #include "vmm/backends/block/disk_config.h"
 #include "vmm/backends/net/net_config.h"
+#include "vmm/backends/p9/share_config.h"
 
 namespace minikvm {
 
@@ -55,5 +56,12 @@ std::optional<DiskConfig> parse_disk_option(const std::string& text, std::string
 //   mac=MAC (six hex bytes, "52:54:00:12:34:56"; unicast, not all zero).
 // Same escaping and errors as parse_disk_option.
 std::optional<NetConfig> parse_net_option(const std::string& text, std::string& error);
+
+// The value of one --share option: PATH first, then comma-separated items
+//   tag=TAG (1 to 255 printable characters, no spaces or commas; default:
+//   the directory's last component, "root" for /), ro, rw (the default),
+//   dev (open device nodes, FIFOs and sockets; make FIFOs and sockets).
+// Same escaping and errors as parse_disk_option; nothing is opened.
+std::optional<ShareConfig> parse_share_option(const std::string& text, std::string& error);
 
 }  // namespace minikvm

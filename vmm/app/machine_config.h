@@ -10,6 +10,7 @@
 
 #include "vmm/backends/block/disk_config.h"
 #include "vmm/backends/net/net_config.h"
+#include "vmm/backends/p9/share_config.h"
 #include "vmm/backends/vfio/host_pci_address.h"
 #include "vmm/core/trace_flags.h"
 
@@ -32,6 +33,7 @@ struct MachineConfig {
     std::vector<DiskConfig> disks;  // virtio-blk0, virtio-blk1... in this order
     std::vector<NetConfig> nets;    // virtio-net0, virtio-net1... in this order, after the disks
     bool rng = false;               // virtio-rng0, after the network cards
+    std::vector<ShareConfig> shares;  // virtio-9p0, virtio-9p1... after virtio-rng
     // Host PCI functions to assign (--vfio-pci), after the virtio devices;
     // `option` is what the user typed, for messages.
     struct AssignedDevice {

@@ -5,6 +5,7 @@
 
 #include <array>
 
+#include "virtio/virtio_9p.h"
 #include "virtio/virtio_blk.h"
 #include "virtio/virtio_console.h"
 #include "virtio/virtio_net.h"
@@ -12,6 +13,7 @@
 #include "vmm/app/terminal.h"
 #include "vmm/backends/block/disk_image.h"
 #include "vmm/backends/net/tap_device.h"
+#include "vmm/backends/p9/p9_server.h"
 
 namespace minikvm {
 
@@ -43,6 +45,15 @@ std::unique_ptr<VirtioDevice> create_rng(const MachineConfig&, size_t, const std
     return std::make_unique<VirtioRng>(name);
 }
 
+std::unique_ptr<VirtioDevice> create_9p(const MachineConfig& config, size_t index, const std::string& name,
+                                        VirtioDeviceContext& context) {
+    const ShareConfig& share = config.shares[index];
+    auto server = std::make_unique<p9::Server>(
+        p9::SharedTree::open(share.path),
+        p9::ServerOptions{.read_only = share.read_only, .allow_devices = share.allow_devices}, name);
+    return std::make_unique<Virtio9p>(name, share.tag, std::move(server), context.events);
+}
+
 // In PCI slot order.
 constexpr std::array kRegistry{
     VirtioDeviceEntry{"virtio-console", "--console virtio", "",
@@ -54,6 +65,8 @@ constexpr std::array kRegistry{
                       create_net},
     VirtioDeviceEntry{"virtio-rng", "--rng", "", [](const MachineConfig& c) -> size_t { return c.rng ? 1 : 0; },
                       create_rng},
+    VirtioDeviceEntry{"virtio-9p", "--share", "shares", [](const MachineConfig& c) { return c.shares.size(); },
+                      create_9p},
 };
 
 std::string join_and(const std::vector<std::string_view>& words) {

@@ -1,0 +1,412 @@
+// The 9P2000.L server against a real directory: the protocol, and every
+// confinement rule a guest could try to break.
+
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <string>
+
+#include "p9_client.h"
+
+using namespace test_helpers;
+namespace p9 = minikvm::p9;
+
+namespace {
+
+void write_file(const std::string& path, const std::string& text) {
+    std::ofstream out(path, std::ios::binary);
+    out << text;
+    REQUIRE(out.good());
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// A share and, beside it (outside the share), a secret the guest must never read.
+struct Tree {
+    Tree() {
+        share = base.path + "/share";
+        REQUIRE(::mkdir(share.c_str(), 0755) == 0);
+        write_file(base.path + "/secret", "outside");
+        write_file(share + "/hello", "hello from the host");
+        REQUIRE(::mkdir((share + "/dir").c_str(), 0755) == 0);
+        write_file(share + "/dir/inner", "inner file");
+    }
+    TempDirectory base;
+    std::string share;
+};
+
+}  // namespace
+
+TEST_CASE("9p: version negotiation caps msize and refuses other dialects", "[p9]") {
+    Tree tree;
+    p9::Server server(p9::SharedTree::open(tree.share), {}, "t");
+    P9Reply before{server.handle(P9Message(p9::Type::Tattach).u32(0).u32(p9::kNoFid).str("").str("").u32(0).bytes(), 4096)};
+    CHECK(before.error() == EPROTO);  // nothing before Tversion
+
+    P9Reply big{server.handle(P9Message(p9::Type::Tversion, p9::kNoTag).u32(64 << 20).str("9P2000.L").bytes(), 4096)};
+    REQUIRE(big.type() == p9::Type::Rversion);
+    p9::WireReader in = big.body();
+    CHECK(in.u32() == p9::Server::kMaxMsize);
+    CHECK(in.string() == "9P2000.L");
+    CHECK(server.msize() == p9::Server::kMaxMsize);
+
+    P9Reply other{server.handle(P9Message(p9::Type::Tversion, p9::kNoTag).u32(8192).str("9P2000.u").bytes(), 4096)};
+    p9::WireReader in2 = other.body();
+    in2.u32();
+    CHECK(in2.string() == "unknown");
+    CHECK(server.msize() == 0);
+}
+
+TEST_CASE("9p: walk, getattr, open and read a file; readdir lists the directory", "[p9]") {
+    Tree tree;
+    P9Session s(tree.share);
+    REQUIRE(s.walked(s.walk(0, 1, {"hello"})) == 1);
+    P9Reply attr = s.call(P9Message(p9::Type::Tgetattr).u32(1).u64(0x7ff).bytes());
+    REQUIRE(attr.error() == 0);
+    p9::WireReader a = attr.body();
+    CHECK(a.u64() == 0x7ff);
+    a.bytes(p9::kQidSize);
+    CHECK(S_ISREG(a.u32()));
+    a.u32();
+    a.u32();
+    a.u64();
+    a.u64();
+    CHECK(a.u64() == 19);  // size
+    REQUIRE(s.lopen(1, 0).error() == 0);
+    CHECK(s.read_text(1) == "hello from the host");
+    CHECK(s.lopen(1, 0).error() == EBUSY);  // already open
+
+    REQUIRE(s.walked(s.walk(0, 2, {})) == 0);  // clone the root
+    REQUIRE(s.lopen(2, 0200000).error() == 0);
+    P9Reply dir = s.call(P9Message(p9::Type::Treaddir).u32(2).u64(0).u32(8192).bytes());
+    REQUIRE(dir.error() == 0);
+    p9::WireReader d = dir.body();
+    const uint32_t count = d.u32();
+    std::vector<std::string> names;
+    size_t used = 0;
+    while (used < count) {
+        d.bytes(p9::kQidSize);
+        d.u64();
+        d.u8();
+        const std::string_view name = d.string();
+        names.emplace_back(name);
+        used += p9::kQidSize + 8 + 1 + 2 + name.size();
+    }
+    std::sort(names.begin(), names.end());
+    CHECK(names == std::vector<std::string>{".", "..", "dir", "hello"});
+    CHECK_FALSE(d.failed());
+}
+
+TEST_CASE("9p: Treaddir continues from the offset of the last entry that fit", "[p9]") {
+    Tree tree;
+    for (int i = 0; i < 50; ++i) write_file(tree.share + "/dir/f" + std::to_string(i), "x");
+    P9Session s(tree.share);
+    REQUIRE(s.walked(s.walk(0, 1, {"dir"})) == 1);
+    REQUIRE(s.lopen(1, 0).error() == 0);
+    std::set<std::string> names;
+    uint64_t offset = 0;
+    for (int round = 0; round < 100; ++round) {
+        P9Reply r = s.call(P9Message(p9::Type::Treaddir).u32(1).u64(offset).u32(100).bytes());
+        REQUIRE(r.error() == 0);
+        p9::WireReader in = r.body();
+        const uint32_t count = in.u32();
+        CHECK(count <= 100);
+        if (count == 0) break;
+        size_t used = 0;
+        while (used < count) {
+            in.bytes(p9::kQidSize);
+            offset = in.u64();
+            in.u8();
+            const std::string_view name = in.string();
+            CHECK(names.insert(std::string(name)).second);  // never twice
+            used += p9::kQidSize + 11 + name.size();
+        }
+    }
+    CHECK(names.size() == 53);  // 50 + inner + . + ..
+}
+
+TEST_CASE("9p: '..' never climbs above the root", "[p9][confinement]") {
+    Tree tree;
+    P9Session s(tree.share);
+    P9Reply root = s.walk(0, 1, {"dir"});
+    REQUIRE(s.walked(root) == 1);
+    P9Reply up = s.walk(0, 2, {"..", "..", ".."});
+    REQUIRE(s.walked(up) == 3);
+    P9Reply self = s.walk(2, 3, {"hello"});  // still the share's root: its file is there
+    CHECK(s.walked(self) == 1);
+    CHECK(s.walked(s.walk(2, 4, {"secret"})) == -ENOENT);
+    CHECK(s.walked(s.walk(0, 5, {"..", "secret"})) == 1);  // '..' stays at the root; 'secret' is not there
+}
+
+TEST_CASE("9p: symbolic links are never followed by the server", "[p9][confinement]") {
+    Tree tree;
+    REQUIRE(::symlink("/", (tree.share + "/abs").c_str()) == 0);
+    REQUIRE(::symlink("..", (tree.share + "/up").c_str()) == 0);
+    REQUIRE(::symlink("../secret", (tree.share + "/rel").c_str()) == 0);
+    REQUIRE(::symlink("dir", (tree.share + "/inside").c_str()) == 0);
+    P9Session s(tree.share);
+
+    // A walk through a link stops at the link.
+    CHECK(s.walked(s.walk(0, 1, {"abs", "etc"})) == 1);
+    CHECK(s.walked(s.walk(0, 1, {"up", "secret"})) == 1);
+    CHECK(s.walked(s.walk(0, 1, {"inside", "inner"})) == 1);  // even one that stays inside
+    // The link itself can be walked to, stat'ed and read, not opened.
+    REQUIRE(s.walked(s.walk(0, 2, {"rel"})) == 1);
+    CHECK(s.lopen(2, 0).error() == ELOOP);
+    P9Reply target = s.call(P9Message(p9::Type::Treadlink).u32(2).bytes());
+    REQUIRE(target.error() == 0);
+    CHECK(target.body().string() == "../secret");
+    // Walking on from the link's fid fails too.
+    CHECK(s.walked(s.walk(2, 3, {"x"})) < 0);
+}
+
+TEST_CASE("9p: a directory swapped for a link between walk and open is not followed", "[p9][confinement]") {
+    Tree tree;
+    P9Session s(tree.share);
+    REQUIRE(s.walked(s.walk(0, 1, {"dir", "inner"})) == 2);
+    REQUIRE(s.walked(s.walk(0, 2, {"dir"})) == 1);
+    // The host (or another guest request) replaces dir with a link out.
+    REQUIRE(::rename((tree.share + "/dir").c_str(), (tree.base.path + "/moved").c_str()) == 0);
+    write_file(tree.base.path + "/inner", "outside too");
+    REQUIRE(::symlink(tree.base.path.c_str(), (tree.share + "/dir").c_str()) == 0);
+    CHECK(s.lopen(1, 0).error() != 0);
+    CHECK(s.walked(s.walk(2, 3, {"inner"})) < 0);
+    CHECK(s.call(P9Message(p9::Type::Tgetattr).u32(1).u64(0x7ff).bytes()).error() != 0);
+}
+
+TEST_CASE("9p: /proc magic links are refused", "[p9][confinement]") {
+    P9Session s("/proc/self");
+    for (const char* link : {"root", "cwd", "exe"}) {
+        INFO(link);
+        const int walked = s.walked(s.walk(0, 1, {link, "etc"}));
+        CHECK(walked <= 1);
+        if (walked == 1) {
+            CHECK(s.lopen(1, 0).error() != 0);
+            s.clunk(1);
+        }
+    }
+    REQUIRE(s.walked(s.walk(0, 2, {"fd"})) == 1);
+    REQUIRE(s.walked(s.walk(2, 3, {"0"})) == 1);  // a magic link: not opened through
+    CHECK(s.lopen(3, 0).error() != 0);
+}
+
+TEST_CASE("9p: a hard link made on the host is that file; the guest cannot name an outside file", "[p9][confinement]") {
+    Tree tree;
+    P9Session s(tree.share);
+    REQUIRE(s.walked(s.walk(0, 1, {"dir"})) == 1);
+    REQUIRE(s.walked(s.walk(0, 2, {"hello"})) == 1);
+    // Names are single components: no way to say "../secret".
+    CHECK(s.call(P9Message(p9::Type::Tlink).u32(1).u32(2).str("../x").bytes()).error() == EINVAL);
+    CHECK(s.call(P9Message(p9::Type::Tlink).u32(1).u32(2).str("a/b").bytes()).error() == EINVAL);
+    CHECK(s.call(P9Message(p9::Type::Tlink).u32(1).u32(2).str("..").bytes()).error() == EINVAL);
+    REQUIRE(s.call(P9Message(p9::Type::Tlink).u32(1).u32(2).str("hello2").bytes()).error() == 0);
+    CHECK(read_file(tree.share + "/dir/hello2") == "hello from the host");
+    // Names with NUL or '/' in Twalk are refused rather than cut.
+    CHECK(s.walked(s.walk(0, 3, {std::string("hello\0x", 7)})) == -ENOENT);
+    CHECK(s.walked(s.walk(0, 3, {"dir/inner"})) == -ENOENT);
+}
+
+TEST_CASE("9p: create, write, rename, unlink; fids follow renames", "[p9]") {
+    Tree tree;
+    P9Session s(tree.share);
+    REQUIRE(s.walked(s.walk(0, 1, {"dir"})) == 1);
+    P9Reply created = s.call(P9Message(p9::Type::Tlcreate).u32(1).str("new").u32(2).u32(04755).u32(0).bytes());
+    REQUIRE(created.error() == 0);
+    std::vector<uint8_t> data{'a', 'b', 'c'};
+    P9Reply wrote = s.call(P9Message(p9::Type::Twrite).u32(1).u64(0).u32(3).raw(data).bytes());
+    REQUIRE(wrote.error() == 0);
+    CHECK(wrote.body().u32() == 3);
+    struct stat st {};
+    REQUIRE(::stat((tree.share + "/dir/new").c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0755);  // no set-user-ID from the guest
+    CHECK(st.st_uid == ::geteuid());
+
+    REQUIRE(s.walked(s.walk(0, 2, {"dir"})) == 1);
+    REQUIRE(s.walked(s.walk(0, 3, {})) == 0);
+    CHECK(s.call(P9Message(p9::Type::Trenameat).u32(3).str("dir").u32(3).str("renamed").bytes()).error() == 0);
+    // fid 2 followed its directory.
+    CHECK(s.walked(s.walk(2, 4, {"new"})) == 1);
+    CHECK(s.call(P9Message(p9::Type::Tunlinkat).u32(2).str("new").u32(0).bytes()).error() == 0);
+    CHECK(access((tree.share + "/renamed/new").c_str(), F_OK) != 0);
+    CHECK(s.call(P9Message(p9::Type::Tmkdir).u32(2).str("sub").u32(02775).u32(0).bytes()).error() == 0);
+    REQUIRE(::stat((tree.share + "/renamed/sub").c_str(), &st) == 0);
+    CHECK(S_ISDIR(st.st_mode));
+    CHECK(s.call(P9Message(p9::Type::Tunlinkat).u32(2).str("sub").u32(0x200).bytes()).error() == 0);
+    CHECK(s.call(P9Message(p9::Type::Tunlinkat).u32(2).str("sub").u32(0x1).bytes()).error() == EINVAL);
+}
+
+TEST_CASE("9p: setattr drops set-ID bits, truncates, sets times", "[p9]") {
+    Tree tree;
+    P9Session s(tree.share);
+    REQUIRE(s.walked(s.walk(0, 1, {"hello"})) == 1);
+    auto setattr = [&](uint32_t valid, uint32_t mode, uint64_t size, uint64_t mtime) {
+        return s.call(P9Message(p9::Type::Tsetattr).u32(1).u32(valid).u32(mode).u32(0).u32(0).u64(size)
+                          .u64(0).u64(0).u64(mtime).u64(0).bytes());
+    };
+    CHECK(setattr(0x1, 06755, 0, 0).error() == 0);
+    struct stat st {};
+    REQUIRE(::stat((tree.share + "/hello").c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0755);
+    CHECK(setattr(0x8, 0, 5, 0).error() == 0);
+    CHECK(read_file(tree.share + "/hello") == "hello");
+    CHECK(setattr(0x20 | 0x100, 0, 0, 1000000).error() == 0);
+    REQUIRE(::stat((tree.share + "/hello").c_str(), &st) == 0);
+    CHECK(st.st_mtim.tv_sec == 1000000);
+}
+
+TEST_CASE("9p: a read-only share refuses every change", "[p9][confinement]") {
+    Tree tree;
+    P9Session s(tree.share, p9::ServerOptions{.read_only = true});
+    REQUIRE(s.walked(s.walk(0, 1, {"hello"})) == 1);
+    REQUIRE(s.walked(s.walk(0, 2, {"dir"})) == 1);
+    CHECK(s.lopen(1, 1).error() == EROFS);
+    CHECK(s.lopen(1, 2).error() == EROFS);
+    CHECK(s.lopen(1, 01000).error() == EROFS);  // O_TRUNC
+    CHECK(s.call(P9Message(p9::Type::Tlcreate).u32(2).str("x").u32(2).u32(0644).u32(0).bytes()).error() == EROFS);
+    CHECK(s.call(P9Message(p9::Type::Tmkdir).u32(2).str("x").u32(0755).u32(0).bytes()).error() == EROFS);
+    CHECK(s.call(P9Message(p9::Type::Tsymlink).u32(2).str("x").str("y").u32(0).bytes()).error() == EROFS);
+    CHECK(s.call(P9Message(p9::Type::Tunlinkat).u32(0).str("hello").u32(0).bytes()).error() == EROFS);
+    CHECK(s.call(P9Message(p9::Type::Trenameat).u32(0).str("hello").u32(0).str("h").bytes()).error() == EROFS);
+    CHECK(s.call(P9Message(p9::Type::Tsetattr).u32(1).u32(0x8).u32(0).u32(0).u32(0).u64(0).u64(0).u64(0).u64(0)
+                     .u64(0).bytes()).error() == EROFS);
+    CHECK(s.call(P9Message(p9::Type::Txattrcreate).u32(1).str("user.x").u64(1).u32(0).bytes()).error() == EROFS);
+    CHECK(s.call(P9Message(p9::Type::Tremove).u32(1).bytes()).error() == EROFS);
+    CHECK(read_file(tree.share + "/hello") == "hello from the host");
+    REQUIRE(s.walked(s.walk(0, 3, {"hello"})) == 1);
+    REQUIRE(s.lopen(3, 0).error() == 0);
+    CHECK(s.read_text(3) == "hello from the host");
+}
+
+TEST_CASE("9p: device nodes, FIFOs and sockets are refused unless allowed", "[p9][confinement]") {
+    Tree tree;
+    REQUIRE(::mkfifo((tree.share + "/fifo").c_str(), 0644) == 0);
+    {
+        P9Session s(tree.share);
+        REQUIRE(s.walked(s.walk(0, 1, {"fifo"})) == 1);
+        CHECK(s.lopen(1, 0).error() == EPERM);
+        CHECK(s.call(P9Message(p9::Type::Tmknod).u32(0).str("null").u32(S_IFCHR | 0666).u32(1).u32(3).u32(0).bytes())
+                  .error() == EPERM);
+        CHECK(s.call(P9Message(p9::Type::Tmknod).u32(0).str("f2").u32(S_IFIFO | 0666).u32(0).u32(0).u32(0).bytes())
+                  .error() == EPERM);
+    }
+    P9Session allowed(tree.share, p9::ServerOptions{.allow_devices = true});
+    REQUIRE(allowed.walked(allowed.walk(0, 1, {"fifo"})) == 1);
+    CHECK(allowed.lopen(1, 0).error() == 0);  // and it does not block
+    CHECK(allowed.call(P9Message(p9::Type::Tmknod).u32(0).str("f2").u32(S_IFIFO | 0644).u32(0).u32(0).u32(0).bytes())
+              .error() == 0);
+    // A device node could name the host's disk: never made.
+    CHECK(allowed.call(P9Message(p9::Type::Tmknod).u32(0).str("sda").u32(S_IFBLK | 0600).u32(8).u32(0).u32(0).bytes())
+              .error() == EPERM);
+    struct stat st {};
+    CHECK(::lstat((tree.share + "/sda").c_str(), &st) != 0);
+}
+
+TEST_CASE("9p: malformed messages get an error reply, never a crash", "[p9][parser]") {
+    Tree tree;
+    P9Session s(tree.share);
+    // Shorter than a header: nothing to answer.
+    CHECK(s.server.handle(std::vector<uint8_t>{1, 2, 3}, 4096).empty());
+    // Size field disagreeing with the message.
+    std::vector<uint8_t> m = P9Message(p9::Type::Tclunk, 7).u32(0).bytes();
+    m[0] = 200;
+    P9Reply sized = s.call(m);
+    CHECK(sized.error() == EINVAL);
+    CHECK(sized.tag() == 7);
+    // A string running past the end.
+    std::vector<uint8_t> walk = P9Message(p9::Type::Twalk).u32(0).u32(1).u16(1).u16(500).str("x").bytes();
+    CHECK(s.call(walk).error() == EINVAL);
+    // Bytes after the last field.
+    CHECK(s.call(P9Message(p9::Type::Tclunk).u32(99).u32(0).bytes()).error() == EINVAL);
+    // More than 16 names.
+    CHECK(s.walked(s.walk(0, 1, std::vector<std::string>(17, "dir"))) == -EINVAL);
+    CHECK(s.walked(s.walk(0, 1, std::vector<std::string>(16, ".."))) == 16);
+    // Unknown and R-message types.
+    CHECK(s.call(P9Message(static_cast<p9::Type>(99)).bytes()).error() == EOPNOTSUPP);
+    CHECK(s.call(P9Message(p9::Type::Rread).u32(0).bytes()).error() == EOPNOTSUPP);
+    // Unknown fids, fid reuse, NOFID as a new fid.
+    CHECK(s.call(P9Message(p9::Type::Tgetattr).u32(1234).u64(0x7ff).bytes()).error() == EBADF);
+    CHECK(s.clunk(1234).error() == EBADF);
+    CHECK(s.call(P9Message(p9::Type::Tattach).u32(0).u32(p9::kNoFid).str("").str("").u32(0).bytes()).error() == EEXIST);
+    CHECK(s.walked(s.walk(0, 1, {"dir"})) == -EEXIST);  // fid 1 exists from the 16-name walk
+    CHECK(s.walked(s.walk(0, p9::kNoFid, {"dir"})) == -EINVAL);
+    // A huge read count is cut to the msize.
+    REQUIRE(s.walked(s.walk(0, 2, {"hello"})) == 1);
+    REQUIRE(s.lopen(2, 0).error() == 0);
+    P9Reply big = s.read(2, 0, 0xffffffff);
+    REQUIRE(big.error() == 0);
+    CHECK(big.body().u32() == 19);
+    // A reply that does not fit the guest's buffers.
+    P9Reply tight = s.call(P9Message(p9::Type::Tgetattr).u32(2).u64(0x7ff).bytes(), 20);
+    CHECK(tight.error() == ENOBUFS);
+    CHECK(s.server.handle(P9Message(p9::Type::Tgetattr).u32(2).u64(0x7ff).bytes(), 5).empty());
+    // Reads at the end and far past it.
+    CHECK(s.read(2, 1ULL << 62, 10).body().u32() == 0);
+    CHECK(s.read(2, ~0ULL, 10).error() == EINVAL);
+    CHECK(s.server.stats().malformed >= 6);
+}
+
+TEST_CASE("9p: extended attributes in the user namespace", "[p9]") {
+    Tree tree;
+    if (::setxattr((tree.share + "/hello").c_str(), "user.probe", "1", 1, 0) != 0) {
+        WARN("the temporary directory's filesystem has no user xattrs: " << std::strerror(errno));
+        return;
+    }
+    P9Session s(tree.share);
+    REQUIRE(s.walked(s.walk(0, 1, {"hello"})) == 1);
+    REQUIRE(s.call(P9Message(p9::Type::Txattrcreate).u32(1).str("user.color").u64(4).u32(0).bytes()).error() == 0);
+    std::vector<uint8_t> value{'b', 'l', 'u', 'e'};
+    REQUIRE(s.call(P9Message(p9::Type::Twrite).u32(1).u64(0).u32(4).raw(value).bytes()).error() == 0);
+    REQUIRE(s.clunk(1).error() == 0);
+    char got[16] = {};
+    REQUIRE(::getxattr((tree.share + "/hello").c_str(), "user.color", got, sizeof got) == 4);
+    CHECK(std::string(got) == "blue");
+
+    REQUIRE(s.walked(s.walk(0, 2, {"hello"})) == 1);
+    P9Reply walked = s.call(P9Message(p9::Type::Txattrwalk).u32(2).u32(3).str("user.color").bytes());
+    REQUIRE(walked.error() == 0);
+    CHECK(walked.body().u64() == 4);
+    CHECK(s.read_text(3) == "blue");
+    // Namespaces the guest may not write.
+    CHECK(s.call(P9Message(p9::Type::Txattrcreate).u32(2).str("trusted.x").u64(1).u32(0).bytes()).error() ==
+          EOPNOTSUPP);
+    CHECK(s.call(P9Message(p9::Type::Txattrcreate).u32(2).str("security.capability").u64(1).u32(0).bytes()).error() ==
+          EOPNOTSUPP);
+    // More than announced, or out of order.
+    REQUIRE(s.call(P9Message(p9::Type::Txattrcreate).u32(2).str("user.y").u64(2).u32(0).bytes()).error() == 0);
+    CHECK(s.call(P9Message(p9::Type::Twrite).u32(2).u64(0).u32(4).raw(value).bytes()).error() == EINVAL);
+    CHECK(s.call(P9Message(p9::Type::Twrite).u32(2).u64(1).u32(1).raw(std::span(value).first(1)).bytes()).error() ==
+          EINVAL);
+    CHECK(s.clunk(2).error() == EINVAL);  // the value never came
+}
+
+TEST_CASE("9p: locks are per fid and never block", "[p9]") {
+    Tree tree;
+    P9Session s(tree.share);
+    REQUIRE(s.walked(s.walk(0, 1, {"hello"})) == 1);
+    REQUIRE(s.walked(s.walk(0, 2, {"hello"})) == 1);
+    REQUIRE(s.lopen(1, 2).error() == 0);
+    REQUIRE(s.lopen(2, 2).error() == 0);
+    auto lock = [&](uint32_t fid, uint8_t type) {
+        P9Reply r = s.call(P9Message(p9::Type::Tlock).u32(fid).u8(type).u32(1).u64(0).u64(0).u32(42).str("guest").bytes());
+        REQUIRE(r.error() == 0);
+        return r.body().u8();
+    };
+    CHECK(lock(1, 1) == 0);  // write lock: success
+    CHECK(lock(2, 1) == 1);  // the other fid: blocked, at once
+    P9Reply get = s.call(P9Message(p9::Type::Tgetlock).u32(2).u8(1).u64(0).u64(0).u32(43).str("guest").bytes());
+    REQUIRE(get.error() == 0);
+    CHECK(get.body().u8() == 1);  // the conflicting write lock
+    CHECK(lock(1, 2) == 0);  // unlock
+    CHECK(lock(2, 1) == 0);
+}

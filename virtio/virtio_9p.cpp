@@ -1,0 +1,199 @@
+#include "virtio/virtio_9p.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <system_error>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "virtio/split_ring.h"
+#include "vmm/backends/p9/p9_messages.h"
+
+namespace minikvm {
+
+namespace {
+
+constexpr uint64_t bit(unsigned n) { return uint64_t{1} << n; }
+
+UniqueFd make_eventfd() {
+    const int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+    return UniqueFd(fd);
+}
+
+}  // namespace
+
+Virtio9p::Virtio9p(std::string name, std::string tag, std::unique_ptr<p9::Server> server, EventSources& events,
+                   unsigned threads)
+    : name_(std::move(name)),
+      tag_(std::move(tag)),
+      server_(std::move(server)),
+      events_(events),
+      finished_fd_(make_eventfd()),
+      workers_(threads) {
+    spdlog::info("{}: '{}' as tag '{}', {}{}", name_, server_->tree().root_path(), tag_,
+                 server_->options().read_only ? "read-only" : "read-write",
+                 server_->options().allow_devices ? ", device nodes allowed" : "");
+    events_.watch(finished_fd_.get(), EventSources::kReadable, [this](uint32_t) {
+        uint64_t count;
+        while (::read(finished_fd_.get(), &count, sizeof count) > 0) {
+        }
+        std::lock_guard lock(device_lock());
+        publish_finished();
+    });
+}
+
+Virtio9p::~Virtio9p() {
+    events_.unwatch(finished_fd_.get());
+    std::lock_guard lock(device_lock());
+    drain();
+    queues_ = {};
+    signals_ = nullptr;
+}
+
+uint64_t Virtio9p::device_features() const {
+    return bit(kFeatureMountTag) | bit(split_ring::kFeatureIndirectDesc) | bit(split_ring::kFeatureEventIdx);
+}
+
+void Virtio9p::read_config(uint32_t offset, std::span<uint8_t> data) {
+    std::vector<uint8_t> bytes(config_size());
+    bytes[0] = static_cast<uint8_t>(tag_.size());
+    bytes[1] = static_cast<uint8_t>(tag_.size() >> 8);
+    std::copy(tag_.begin(), tag_.end(), bytes.begin() + 2);
+    std::copy_n(bytes.begin() + offset, data.size(), data.begin());
+}
+
+void Virtio9p::write_config(uint32_t offset, std::span<const uint8_t> data) {
+    log_.log(spdlog::level::warn, fmt::format("{}: {}-byte write to the read-only mount tag at offset {}; ignored",
+                                              name_, data.size(), offset));
+}
+
+void Virtio9p::activate(uint64_t, std::span<VirtQueue> queues, VirtioTransportSignals& signals) {
+    queues_ = queues;
+    signals_ = &signals;
+    process_queue();  // a legacy driver may have kicked before DRIVER_OK
+}
+
+void Virtio9p::reset() {
+    drain();
+    queues_ = {};
+    signals_ = nullptr;
+    used_.clear();
+    // A new driver starts a new session with Tversion; no fid survives.
+    server_->reset();
+}
+
+void Virtio9p::queue_notified(unsigned index) {
+    if (queues_.empty() || index != kRequestQueue) return;
+    process_queue();
+}
+
+void Virtio9p::process_queue() {
+    VirtQueue& queue = queues_[kRequestQueue];
+    if (!queue.ready()) return;
+    while (auto chain = queue.pop()) start(std::move(*chain));
+    if (queue.broken()) signals_->signal_device_broken(queue.broken_reason());
+    publish_finished();  // chains rejected outright
+}
+
+void Virtio9p::start(DescriptorChain chain) {
+    const uint32_t length = chain.readable_length;
+    if (length < p9::kHeaderSize || length > p9::Server::kMaxMsize) {
+        ++rejected_;
+        log_.log(spdlog::level::warn,
+                 fmt::format("{}: chain at head {} carries {} request bytes, not one 9P message ({} to {}); "
+                             "completed with nothing written",
+                             name_, chain.head, length, p9::kHeaderSize, p9::Server::kMaxMsize));
+        used_.add(chain.head, 0);
+        return;
+    }
+    std::vector<uint8_t> request(length);
+    chain.read(0, request);
+    const uint64_t sequence = next_sequence_++;
+    {
+        std::lock_guard lock(jobs_mutex_);
+        in_flight_.emplace(sequence, static_cast<uint16_t>(request[5] | (request[6] << 8)));
+    }
+    workers_.post([this, chain = std::move(chain), request = std::move(request), sequence]() mutable {
+        serve(chain, std::move(request), sequence);
+    });
+}
+
+void Virtio9p::serve(const DescriptorChain& chain, std::vector<uint8_t> request, uint64_t sequence) {
+    // Tflush: its reply must follow the flushed request's (9P's flush(5));
+    // earlier requests only, so this never waits for itself or later work.
+    if (request.size() == p9::kHeaderSize + 2 && request[4] == static_cast<uint8_t>(p9::Type::Tflush)) {
+        const uint16_t old_tag = static_cast<uint16_t>(request[7] | (request[8] << 8));
+        std::unique_lock lock(jobs_mutex_);
+        job_done_.wait(lock, [&] {
+            for (const auto& [earlier, tag] : in_flight_) {
+                if (earlier >= sequence) break;
+                if (tag == old_tag) return false;
+            }
+            return true;
+        });
+    }
+    const std::vector<uint8_t> reply = server_->handle(request, chain.writable_length);
+    const size_t written = chain.write(0, reply);
+    {
+        std::lock_guard lock(jobs_mutex_);
+        finished_.push_back({chain.head, static_cast<uint32_t>(written)});
+        in_flight_.erase(sequence);
+    }
+    job_done_.notify_all();
+    const uint64_t one = 1;
+    // The eventfd cannot overflow here (one per request); a failure would
+    // only delay publication until the next.
+    [[maybe_unused]] const ssize_t n = ::write(finished_fd_.get(), &one, sizeof one);
+}
+
+void Virtio9p::publish_finished() {
+    std::vector<Finished> finished;
+    {
+        std::lock_guard lock(jobs_mutex_);
+        finished.swap(finished_);
+    }
+    if (queues_.empty()) return;  // reset meanwhile: the driver expects nothing
+    for (const Finished& done : finished) used_.add(done.head, done.written);
+    used_.publish(queues_[kRequestQueue], *signals_);
+}
+
+void Virtio9p::drain() {
+    workers_.wait_idle();
+    std::lock_guard lock(jobs_mutex_);
+    finished_.clear();
+    in_flight_.clear();
+}
+
+void Virtio9p::wait_idle() {
+    workers_.wait_idle();
+    std::lock_guard lock(device_lock());
+    publish_finished();
+}
+
+std::string Virtio9p::state_lines() const {
+    const p9::Server::Stats s = server_->stats();
+    size_t in_flight;
+    {
+        std::lock_guard lock(jobs_mutex_);
+        in_flight = in_flight_.size();
+    }
+    return fmt::format("tag={} root={} {} msize={} requests={} errors={} malformed={} rejected_chains={} "
+                       "read_bytes={} written_bytes={} fids={} in_flight={}\n",
+                       tag_, server_->tree().root_path(), server_->options().read_only ? "ro" : "rw",
+                       server_->msize(), s.requests, s.errors, s.malformed, rejected_, s.bytes_read,
+                       s.bytes_written, s.fids, in_flight);
+}
+
+std::string Virtio9p::exit_summary() const {
+    const p9::Server::Stats s = server_->stats();
+    if (s.requests == 0) return {};
+    return fmt::format("{} 9P requests ({} errors, {} malformed), {} bytes read, {} written", s.requests, s.errors,
+                       s.malformed, s.bytes_read, s.bytes_written);
+}
+
+}  // namespace minikvm
