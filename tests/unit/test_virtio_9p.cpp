@@ -109,7 +109,10 @@ TEST_CASE("virtio-9p: a session through the ring, replies published with their l
     P9Reply version = rig.reply(0, length);
     CHECK(version.type() == p9::Type::Rversion);
 
+    // One request per kick where one needs the other's answer: requests
+    // run in parallel, and a client waits for Rattach before using its fid.
     rig.post(1, P9Message(p9::Type::Tattach, 5).u32(0).u32(p9::kNoFid).str("").str("").u32(0).bytes());
+    rig.kick();
     rig.post(2, P9Message(p9::Type::Twalk, 6).u32(0).u32(1).u16(1).str("file").bytes());
     rig.kick();
     REQUIRE(rig.driver.used_index() == 3);
@@ -147,7 +150,9 @@ TEST_CASE("virtio-9p: Rflush is published after the reply to the flushed request
         big << std::string(1 << 20, 'x');
     }
     rig.post(0, P9Message(p9::Type::Tversion, p9::kNoTag).u32(1 << 20).str("9P2000.L").bytes());
+    rig.kick();
     rig.post(1, P9Message(p9::Type::Tattach, 1).u32(0).u32(p9::kNoFid).str("").str("").u32(0).bytes());
+    rig.kick();
     rig.post(2, P9Message(p9::Type::Twalk, 2).u32(0).u32(1).u16(1).str("big").bytes());
     rig.kick();
     rig.post(3, P9Message(p9::Type::Tlopen, 3).u32(1).u32(0).bytes());
