@@ -117,19 +117,23 @@ LinuxBootInfo load_linux(const GuestMemory& memory, const LinuxBootFiles& files)
     params.command_line_address = layout::kCommandLine;
     params.command_line_size = static_cast<uint32_t>(command_line.size());
 
-    if (files.initrd_path) {
-        OpenFile initrd = open_image(*files.initrd_path, "initrd");
+    std::optional<OpenFile> initrd_file;
+    if (files.initrd_path) initrd_file = open_image(*files.initrd_path, "initrd");
+    const uint64_t initrd_size = initrd_file ? initrd_file->size : files.initrd_bytes.size();
+    if (initrd_size > 0) {
+        const std::string name = files.initrd_path ? "initrd '" + *files.initrd_path + "'" : "the built-in initramfs";
         uint64_t lowest = (info.kernel_end + kPage - 1) & ~(kPage - 1);
         uint64_t top = std::min(memory.low_ram_end(), initrd_address_max + 1);
-        if (initrd.size > top || ((top - initrd.size) & ~(kPage - 1)) < lowest)
-            fail(ExitCode::BadImage, "initrd '{}' ({} MiB) does not fit in guest RAM after the kernel (raise --memory)",
-                 *files.initrd_path, initrd.size / kMiB);
-        uint64_t address = (top - initrd.size) & ~(kPage - 1);
-        read_exactly(initrd, *memory.span(address, initrd.size), *files.initrd_path, "initrd");
+        if (initrd_size > top || ((top - initrd_size) & ~(kPage - 1)) < lowest)
+            fail(ExitCode::BadImage, "{} ({} MiB) does not fit in guest RAM after the kernel (raise --memory)", name,
+                 initrd_size / kMiB);
+        uint64_t address = (top - initrd_size) & ~(kPage - 1);
+        if (initrd_file) read_exactly(*initrd_file, *memory.span(address, initrd_size), *files.initrd_path, "initrd");
+        else memory.write(address, files.initrd_bytes);
         info.initrd_address = address;
-        info.initrd_size = initrd.size;
+        info.initrd_size = initrd_size;
         params.initrd_address = address;
-        params.initrd_size = initrd.size;
+        params.initrd_size = initrd_size;
     }
 
     params.acpi_rsdp_address = files.acpi_rsdp_address;

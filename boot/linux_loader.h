@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "vmm/core/guest_memory.h"
@@ -16,6 +17,8 @@ struct LinuxBootFiles {
     std::optional<std::string> initrd_path;
     std::string command_line;
     uint64_t acpi_rsdp_address = 0;  // handed to the kernel in boot_params, 0 for none
+    // An initrd built in memory (--exec's), used when initrd_path is unset.
+    std::span<const uint8_t> initrd_bytes = {};
 };
 
 enum class KernelFormat { BzImage, ElfVmlinux };

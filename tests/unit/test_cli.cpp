@@ -368,3 +368,32 @@ TEST_CASE("a malformed --share is one line naming the option, exit code 2") {
     expect_share_error({"/x/a", "/y/a"}, "tag 'a' used twice");
     expect_share_error({"/x/.."}, "give one with tag=TAG");
 }
+
+TEST_CASE("--exec: the virtio console, the host's root as a read-only share, the kernel quiet on ttyS0") {
+    auto outcome = parse({"-k", "bz", "--exec", "make check", "--share", "/work,rw"});
+    REQUIRE(outcome.command_line);
+    const MachineConfig& machine = outcome.command_line->machine;
+    REQUIRE(machine.exec);
+    CHECK(machine.exec->command == "make check");
+    CHECK(machine.console == ConsoleMode::Virtio);
+    REQUIRE(machine.shares.size() == 2);
+    CHECK(machine.shares[1].path == "/");
+    CHECK(machine.shares[1].tag == "minikvm-root");
+    CHECK(machine.shares[1].read_only);
+    CHECK(machine.command_line == "console=ttyS0 quiet");
+    auto with_words = parse({"-k", "bz", "--exec", "true", "--cmdline", "noxsave"});
+    REQUIRE(with_words.command_line);
+    CHECK(with_words.command_line->machine.command_line == "console=ttyS0 quiet noxsave");
+}
+
+TEST_CASE("--exec refuses an initrd, another console, an empty command and its own tag") {
+    auto expect_exec_error = [](std::vector<std::string> args, const std::string& text) {
+        auto outcome = parse(args);
+        CHECK_FALSE(outcome.command_line);
+        CHECK_THAT(outcome.message, Contains(text));
+    };
+    expect_exec_error({"-k", "bz", "--exec", "true", "--initrd", "i"}, "drop --initrd");
+    expect_exec_error({"-k", "bz", "--exec", "true", "--console", "none"}, "drop --console none");
+    expect_exec_error({"-k", "bz", "--exec", ""}, "the command is empty");
+    expect_exec_error({"-k", "bz", "--exec", "true", "--share", "/x,tag=minikvm-root"}, "is --exec's");
+}

@@ -322,6 +322,12 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
                    "share a host directory over virtio-9p (9P2000.L), repeatable: PATH[,tag=TAG][,ro][,dev]; the "
                    "guest mounts it with: mount -t 9p -o trans=virtio,version=9p2000.L TAG DIR")
         ->allow_extra_args(false);
+    std::string exec_command;
+    auto* exec_option = app.add_option(
+        "--exec", exec_command,
+        "run CMD (with /bin/sh -c) in the guest against the host's files, read-only under a writable overlay "
+        "(--share DIR,rw mounts DIR writable at its path), as you, in this directory; minikvm exits with its status "
+        "(125: the guest or minikvm failed first, 126/127: not executable/not found). No --initrd: minikvm builds its own");
     app.add_flag("--rng", machine.rng, "virtio-rng: random bytes from the host (getrandom) for the guest's /dev/hwrng");
     std::string timeout_text;
     app.add_option("--timeout", timeout_text,
@@ -436,8 +442,30 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
                                ? problem
                                : fmt::format("{} (with {} --vfio-pci device(s) taking the others)", problem,
                                              machine.vfio_devices.size()));
-    if (cmdline_option->count() == 0)
+    if (exec_option->count() > 0) {
+        if (exec_command.empty()) return usage_error("--exec: the command is empty");
+        if (!initrd.empty()) return usage_error("--exec builds its own initramfs: drop --initrd");
+        if (console != "serial" && console != "virtio")
+            return usage_error(fmt::format("--exec {}: the command's input and output are the virtio console; "
+                                           "drop --console {}", exec_command, console));
+        machine.exec = MachineConfig::Exec{exec_command};
+        machine.console = ConsoleMode::Virtio;
+        ShareConfig root;
+        root.path = "/";
+        root.tag = "minikvm-root";
+        root.read_only = true;
+        for (const ShareConfig& share : machine.shares)
+            if (share.tag == root.tag) return usage_error(fmt::format("--share: tag '{}' is --exec's", root.tag));
+        machine.shares.push_back(root);
+        if (std::string problem = virtio_slot_problem(machine, lines - machine.vfio_devices.size()); !problem.empty())
+            return usage_error(problem + " (--exec takes one more for the host's root)");
+        // The kernel's own messages stay off the command's output (the
+        // console watcher still reads them); the user's words come after.
+        const std::string base = "console=ttyS0 quiet";
+        machine.command_line = cmdline_option->count() == 0 ? base : base + " " + machine.command_line;
+    } else if (cmdline_option->count() == 0) {
         machine.command_line = machine.console == ConsoleMode::Virtio ? "console=hvc0" : "console=ttyS0";
+    }
     result.log_level = spdlog::level::from_str(log_level);
     // Traces are info lines: asking for one must not be silenced by the default level.
     if (machine.trace.any() && result.log_level > spdlog::level::info)

@@ -19,12 +19,15 @@
 
 #include "boot/acpi_tables.h"
 #include "boot/cpuid.h"
+#include "boot/exec_init_image.h"
+#include "boot/exec_initramfs.h"
 #include "boot/kernel_symbols.h"
 #include "boot/linux_loader.h"
 #include "boot/memory_layout.h"
 #include "boot/mp_table.h"
 #include "boot/x86_boot_state.h"
 #include "vmm/app/boot_hints.h"
+#include "vmm/app/exec_session.h"
 #include "vmm/app/terminal.h"
 #include "vmm/backends/console_input.h"
 #include "vmm/core/error.h"
@@ -106,13 +109,27 @@ Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_po
       com1_irq_(vm_, Serial8250::kCom1Irq),
       serial_(com1_irq_,
               [this](uint8_t byte) {
-                  console_output(0, std::span<const uint8_t>(&byte, 1), config_.console != ConsoleMode::None);
+                  // With --exec the kernel's and the init's messages go to
+                  // stderr, off the command's output.
+                  if (config_.exec) write_to_stderr(std::span<const uint8_t>(&byte, 1));
+                  console_output(0, std::span<const uint8_t>(&byte, 1),
+                                 config_.console != ConsoleMode::None && !config_.exec);
               }),
       i8042_([this] { stop_.request(to_int(ExitCode::GuestReboot), "guest reset through the i8042 controller"); }),
       acpi_pm_([this] { stop_.request(to_int(ExitCode::GuestPowerOff), "guest powered off (ACPI S5)"); }),
       debug_exit_([this](uint8_t value) {
           stop_.request(debug_exit_status(value), fmt::format("guest wrote {:#04x} to the debug-exit port", value));
       }),
+      exec_status_(
+          [this](uint8_t status) {
+              if (stop_.request(status, fmt::format("the command exited with status {}", status)))
+                  exec_status_reported_ = status;
+          },
+          [this] {
+              std::lock_guard lock(console_input_mutex_);
+              if (console_input_) console_input_->release();
+              terminal_ready_ = true;
+          }),
       pvpanic_([this](uint8_t events) {
           if ((events & PvPanic::kPanicked) == 0) {
               spdlog::info("guest kernel is loading a crash kernel (pvpanic CRASH_LOADED)");
@@ -138,8 +155,9 @@ Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_po
         fail(ExitCode::Usage, "--cpus {}: this host's KVM supports 1 to {} vCPUs", config.cpus, max_cpus);
 
     vm_.map_memory(memory_);
-    LinuxBootInfo boot =
-        load_linux(memory_, {config.kernel_path, config.initrd_path, config.command_line, layout::kAcpiTables});
+    if (config.exec) exec_initramfs_ = build_exec_initramfs(caller_exec_spec(config), exec_init_binary());
+    LinuxBootInfo boot = load_linux(memory_, {config.kernel_path, config.initrd_path, config.command_line,
+                                              layout::kAcpiTables, exec_initramfs_});
     spdlog::info("loaded {} '{}', entry {:#x}{}", to_string(boot.format), config.kernel_path, boot.entry,
                  boot.initrd_size ? fmt::format(", initrd {} KiB at {:#x}", boot.initrd_size >> 10, boot.initrd_address)
                                   : std::string());
@@ -154,6 +172,7 @@ void Machine::add_devices() {
     io_bus_.add(Serial8250::kCom1Port, Serial8250::kRegisterCount, serial_);
     io_bus_.add(I8042::kBasePort, I8042::kPortCount, i8042_);
     io_bus_.add(DebugExit::kPort, 1, debug_exit_);
+    if (config_.exec) io_bus_.add(ExecStatus::kPort, ExecStatus::kPortCount, exec_status_);
     io_bus_.add(CmosRtc::kBasePort, CmosRtc::kPortCount, rtc_);
     io_bus_.add(AcpiPm::kBasePort, AcpiPm::kPortCount, acpi_pm_);
     pci_.set_trace(config_.trace.pci);
@@ -354,7 +373,13 @@ int Machine::run() {
     if (sink != nullptr) terminal.emplace(STDIN_FILENO);
     {
         std::optional<ConsoleInput> input;
-        if (sink != nullptr) input.emplace(STDIN_FILENO, *sink, stop_, terminal->active());
+        if (sink != nullptr) {
+            std::lock_guard lock(console_input_mutex_);
+            // --exec: held until the init has the command's terminal open.
+            input.emplace(STDIN_FILENO, *sink, stop_, terminal->active(), config_.exec && !terminal->active(),
+                          config_.exec && !terminal_ready_);
+            console_input_ = &*input;
+        }
         for (auto& vcpu : vcpus_) runners_.push_back(std::make_unique<VcpuRunner>(*vcpu, io_bus_, mmio_bus_, stop_, process_start_));
         for (auto& runner : runners_) runner->start();
 
@@ -387,6 +412,8 @@ int Machine::run() {
         // not taken yet: a panic's last lines, for the verdict.
         if (virtio_console_ != nullptr) virtio_console_->flush_output();
         if (timed_out) report_hang(activity);
+        std::lock_guard lock(console_input_mutex_);
+        console_input_ = nullptr;
     }  // the input thread stops here, before the terminal is restored
     std::vector<std::string> idle_devices = warn_about_idle_devices();
     log_device_summaries();
@@ -400,6 +427,8 @@ int Machine::run() {
                          status == to_int(ExitCode::KernelReport) || status == to_int(ExitCode::Timeout)
                      ? spdlog::level::err
                      : spdlog::level::warn;
+    // The command's own status is its business, not a warning.
+    if (exec_status() && status == *exec_status()) level = spdlog::level::info;
     spdlog::log(level, "{} (exit status {})", reason, status);
     return status;
 }

@@ -3,6 +3,7 @@
 // Linux kernel and the vCPU threads. Construction does every check that can
 // fail because of user input, so errors surface before any vCPU runs.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -16,6 +17,7 @@
 #include "devices/boot_complete_marker.h"
 #include "devices/cmos_rtc.h"
 #include "devices/debug_exit.h"
+#include "devices/exec_status.h"
 #include "devices/i8042.h"
 #include "devices/irq_line.h"
 #include "devices/irqfd_msi_sender.h"
@@ -31,6 +33,7 @@
 #include "vmm/app/run_report.h"
 #include "vmm/app/vfio_assignment.h"
 #include "vmm/app/virtio_registry.h"
+#include "vmm/backends/console_input.h"
 #include "vmm/core/bus.h"
 #include "vmm/core/event_loop.h"
 #include "vmm/core/gsi_routing.h"
@@ -63,6 +66,11 @@ public:
     int run();
     // After run(): the --report contents (exit code, cause, hints, timings).
     const RunReport& report() const { return report_; }
+    // With --exec, after run(): the command's status if the init reported one.
+    std::optional<int> exec_status() const {
+        const int status = exec_status_reported_;
+        return status >= 0 ? std::optional(status) : std::nullopt;
+    }
 
 private:
     void add_devices();
@@ -150,6 +158,12 @@ private:
     I8042 i8042_;
     AcpiPm acpi_pm_;
     DebugExit debug_exit_;
+    ExecStatus exec_status_;  // on the bus with --exec only
+    std::atomic<int> exec_status_reported_{-1};
+    std::mutex console_input_mutex_;  // console_input_ and terminal_ready_
+    ConsoleInput* console_input_ = nullptr;  // while run() has one
+    bool terminal_ready_ = false;
+    std::vector<uint8_t> exec_initramfs_;
     CmosRtc rtc_;
     QuietPorts quiet_ports_;
     PvPanic pvpanic_;

@@ -34,6 +34,13 @@ struct MachineConfig {
     std::vector<NetConfig> nets;    // virtio-net0, virtio-net1... in this order, after the disks
     bool rng = false;               // virtio-rng0, after the network cards
     std::vector<ShareConfig> shares;  // virtio-9p0, virtio-9p1... after virtio-rng
+    // --exec: boot into minikvm's own init, which runs `command` against the
+    // host's files (the root share, ro, is shares' last entry) and reports
+    // its status (vmm/app/exec_session.h).
+    struct Exec {
+        std::string command;
+    };
+    std::optional<Exec> exec;
     // Host PCI functions to assign (--vfio-pci), after the virtio devices;
     // `option` is what the user typed, for messages.
     struct AssignedDevice {

@@ -8,6 +8,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "vmm/app/cli.h"
+#include "vmm/app/exec_session.h"
 #include "vmm/app/run_report.h"
 #include "vmm/core/error.h"
 #include "vmm/core/exit_codes.h"
@@ -45,9 +47,13 @@ int main(int argc, char** argv) {
     const auto process_start = std::chrono::steady_clock::now();
     std::vector<std::string> args(argv + 1, argv + argc);
     minikvm::CliOutcome outcome = minikvm::parse_command_line(args, host_memory_bytes());
+    // With --exec every status of minikvm's own is 125, so a script tells
+    // it from the command's (vmm/app/exec_session.h).
+    const bool exec = outcome.command_line ? outcome.command_line->machine.exec.has_value()
+                                           : std::find(args.begin(), args.end(), "--exec") != args.end();
     if (!outcome.command_line) {
         std::fputs(outcome.message.c_str(), outcome.message_is_error ? stderr : stdout);
-        return outcome.exit_code;
+        return exec && outcome.exit_code != 0 ? minikvm::kExecFailedStatus : outcome.exit_code;
     }
     set_up_logging(outcome.command_line->log_level);
 
@@ -57,6 +63,7 @@ int main(int argc, char** argv) {
     // A failure before the guest ran: its code and line are the whole report.
     const auto failed = [&](int code, const std::string& line) {
         std::fprintf(stderr, "minikvm: %s\n", line.c_str());
+        if (exec) code = minikvm::kExecFailedStatus;
         if (report_file) {
             minikvm::RunReport report;
             report.exit_code = code;
@@ -71,6 +78,11 @@ int main(int argc, char** argv) {
         if (outcome.command_line->report_path) report_file.emplace(*outcome.command_line->report_path);
         minikvm::Machine machine(outcome.command_line->machine, process_start);
         int status = machine.run();
+        if (exec && !machine.exec_status()) {
+            std::fprintf(stderr, "minikvm: --exec: the command's status never came back: %s (exit status %d)\n",
+                         machine.report().cause.c_str(), status);
+            status = minikvm::kExecFailedStatus;
+        }
         rusage usage{};
         ::getrusage(RUSAGE_SELF, &usage);
         spdlog::info("peak RSS {} KiB", usage.ru_maxrss);  // guest RAM counts only where touched

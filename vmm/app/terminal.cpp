@@ -8,22 +8,30 @@
 
 namespace minikvm {
 
-void write_to_stdout(std::span<const uint8_t> bytes) {
+namespace {
+
+void write_all(int fd, std::span<const uint8_t> bytes) {
     while (!bytes.empty()) {
-        ssize_t n = ::write(STDOUT_FILENO, bytes.data(), bytes.size());
+        ssize_t n = ::write(fd, bytes.data(), bytes.size());
         if (n > 0) {
             bytes = bytes.subspan(static_cast<size_t>(n));
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == EAGAIN) {
-            pollfd out{STDOUT_FILENO, POLLOUT, 0};
+            pollfd out{fd, POLLOUT, 0};
             ::poll(&out, 1, 100);
             continue;
         }
         return;
     }
 }
+
+}  // namespace
+
+void write_to_stdout(std::span<const uint8_t> bytes) { write_all(STDOUT_FILENO, bytes); }
+
+void write_to_stderr(std::span<const uint8_t> bytes) { write_all(STDERR_FILENO, bytes); }
 
 std::optional<VirtioConsole::TerminalSize> stdout_terminal_size() {
     winsize size{};

@@ -17,6 +17,8 @@ namespace minikvm {
 // The guest's console bytes go to stdout as they come; a closed stdout just
 // discards them (the VM keeps running).
 void write_to_stdout(std::span<const uint8_t> bytes);
+// The same for stderr (--exec: the guest kernel's and init's messages).
+void write_to_stderr(std::span<const uint8_t> bytes);
 
 // The host terminal's size, when stdout is one.
 std::optional<VirtioConsole::TerminalSize> stdout_terminal_size();

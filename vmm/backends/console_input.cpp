@@ -42,13 +42,21 @@ EscapeFilter::Command EscapeFilter::filter(std::span<const uint8_t> in, std::vec
     return command;
 }
 
-ConsoleInput::ConsoleInput(int input_fd, ConsoleInputSink& sink, StopRequest& stop, bool escapes_enabled)
+ConsoleInput::ConsoleInput(int input_fd, ConsoleInputSink& sink, StopRequest& stop, bool escapes_enabled,
+                           bool eof_as_ctrl_d, bool held)
     : input_fd_(input_fd),
       sink_(sink),
       stop_(stop),
       escapes_enabled_(escapes_enabled),
+      eof_as_ctrl_d_(eof_as_ctrl_d),
+      held_(held),
       wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
     thread_ = std::thread([this] { run(); });
+}
+
+void ConsoleInput::release() {
+    // The thread retries pending input every few milliseconds: it will see this.
+    held_ = false;
 }
 
 ConsoleInput::~ConsoleInput() {
@@ -82,9 +90,16 @@ void ConsoleInput::run() {
         if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
         if (n <= 0) {  // EOF (or a dead stdin): the guest simply gets no more input
             input_open = false;
+            if (eof_as_ctrl_d_) {
+                constexpr uint8_t kCtrlD = 0x04;
+                // A first Ctrl-D only ends a partial line; the next is EOF.
+                if (line_open_) pending_.push_back(kCtrlD);
+                pending_.push_back(kCtrlD);
+            }
             continue;
         }
         std::span<const uint8_t> bytes(buffer, static_cast<size_t>(n));
+        line_open_ = bytes.back() != '\n';
         if (!escapes_enabled_) {
             pending_.insert(pending_.end(), bytes.begin(), bytes.end());
             continue;
@@ -101,7 +116,7 @@ void ConsoleInput::run() {
 }
 
 void ConsoleInput::deliver_pending() {
-    if (pending_.empty()) return;
+    if (pending_.empty() || held_) return;
     const size_t taken = sink_.receive(pending_);
     pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(taken));
 }

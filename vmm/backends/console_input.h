@@ -7,6 +7,7 @@
 // posted receive buffers) is kept and offered again every few milliseconds;
 // stdin is still read meanwhile (up to a limit), so Ctrl-A x always works.
 
+#include <atomic>
 #include <cstdint>
 #include <span>
 #include <thread>
@@ -41,9 +42,18 @@ private:
 
 class ConsoleInput {
 public:
-    ConsoleInput(int input_fd, ConsoleInputSink& sink, StopRequest& stop, bool escapes_enabled);
+    // With `eof_as_ctrl_d`, the end of the input reaches the guest as the
+    // tty's end-of-file character (Ctrl-D; twice after a partial line), so
+    // a command reading a canonical-mode tty sees EOF (--exec with stdin
+    // from a file or pipe).
+    // With `held`, input is read (and escapes work) but nothing reaches the
+    // sink until release(): the guest has nowhere to keep it yet.
+    ConsoleInput(int input_fd, ConsoleInputSink& sink, StopRequest& stop, bool escapes_enabled,
+                 bool eof_as_ctrl_d = false, bool held = false);
     ~ConsoleInput();
     ConsoleInput(const ConsoleInput&) = delete;
+    // Starts delivering held input. Any thread.
+    void release();
     ConsoleInput& operator=(const ConsoleInput&) = delete;
 
 private:
@@ -55,6 +65,9 @@ private:
     ConsoleInputSink& sink_;
     StopRequest& stop_;
     bool escapes_enabled_;
+    bool eof_as_ctrl_d_;
+    std::atomic<bool> held_;
+    bool line_open_ = false;  // the last byte read was not a newline
     UniqueFd wake_;
     std::vector<uint8_t> pending_;  // read, filtered, not yet taken by the guest
     std::thread thread_;
