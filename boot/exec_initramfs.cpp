@@ -86,6 +86,10 @@ std::vector<uint8_t> serialize_exec_spec(const ExecSpec& spec) {
     put(out, "stdin_terminal", spec.stdin_terminal ? "1" : "0");
     check_absolute("console device", spec.tty);
     put(out, "tty", spec.tty);
+    if (!spec.stderr_tty.empty()) {
+        check_absolute("stderr device", spec.stderr_tty);
+        put(out, "stderr_tty", spec.stderr_tty);
+    }
     check_no_nul("root tag", spec.root_tag);
     if (spec.root_tag.empty()) fail(ExitCode::Usage, "--exec: the root tag is empty");
     put(out, "root_tag", spec.root_tag);

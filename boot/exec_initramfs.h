@@ -21,6 +21,7 @@ struct ExecSpec {
     uint16_t rows = 0, cols = 0;   // terminal size, 0 = unknown
     bool stdin_terminal = false;   // minikvm's stdin is a terminal: keep the guest's tty cooked
     std::string tty = "/dev/hvc0";
+    std::string stderr_tty;  // the command's stderr, when not the tty (--exec: /dev/hvc1)
     std::string root_tag = "root";  // the virtio-9p tag of the host's root
     bool root_writable = false;     // mount it read-write instead of under a tmpfs overlay
     struct Share {

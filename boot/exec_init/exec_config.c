@@ -21,6 +21,7 @@ enum key {
 	KEY_COLS,
 	KEY_STDIN_TERMINAL,
 	KEY_TTY,
+	KEY_STDERR_TTY,
 	KEY_ROOT_TAG,
 	KEY_ROOT_WRITABLE,
 	/* Repeatable keys after this line. */
@@ -39,6 +40,7 @@ static const char *const key_names[KEY_COUNT] = {
 	[KEY_COLS] = "cols",
 	[KEY_STDIN_TERMINAL] = "stdin_terminal",
 	[KEY_TTY] = "tty",
+	[KEY_STDERR_TTY] = "stderr_tty",
 	[KEY_ROOT_TAG] = "root_tag",
 	[KEY_ROOT_WRITABLE] = "root_writable",
 	[KEY_ENV] = "env",
@@ -186,6 +188,8 @@ static int apply(struct exec_config *cfg, enum key key, char *value, char *err, 
 		return set_path(&cfg->cwd, name, value, err, errlen);
 	case KEY_TTY:
 		return set_path(&cfg->tty, name, value, err, errlen);
+	case KEY_STDERR_TTY:
+		return set_path(&cfg->stderr_tty, name, value, err, errlen);
 	case KEY_UID:
 	case KEY_GID:
 		if (parse_number(value, MAX_ID, &number) != 0)

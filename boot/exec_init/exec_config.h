@@ -13,6 +13,8 @@
  *   rows, cols      terminal size, decimal; 0 = unknown
  *   stdin_terminal  1 when minikvm's stdin is a terminal (cooked tty), else 0
  *   tty             absolute path of the console device (default /dev/console)
+ *   stderr_tty      absolute path of the command's stderr device (default:
+ *                   the tty)
  *   root_tag        the virtio-9p tag of the host's root (default root)
  *   root_writable   1: the root share is mounted read-write, without overlay
  *   share           TAG:WRITABLE:PATH, repeatable; WRITABLE is 0 or 1, PATH
@@ -49,6 +51,7 @@ struct exec_config {
 	uint16_t rows, cols;
 	int stdin_terminal;
 	const char *tty;
+	const char *stderr_tty; /* NULL: stderr is the tty too */
 	const char *root_tag;
 	int root_writable;
 	struct exec_share *shares;

@@ -71,6 +71,10 @@
  */
 static int terminal = -1;
 
+/* The command's stderr, a second console (minikvm's stderr), or -1: the
+ * terminal. */
+static int error_terminal = -1;
+
 /* One line on the console: "minikvm-init: <message>". */
 static void say(const char *format, ...) __attribute__((format(printf, 1, 2)));
 
@@ -101,6 +105,8 @@ static void __attribute__((noreturn)) report_status(int status)
 	/* What the command and the init wrote reaches minikvm first... */
 	if (terminal >= 0)
 		tcdrain(terminal);
+	if (error_terminal >= 0)
+		tcdrain(error_terminal);
 	tcdrain(STDERR_FILENO);
 	sync(); /* ...and so do a writable share's dirty pages */
 	if (ioperm(STATUS_PORT, 1, 1) == 0)
@@ -340,16 +346,16 @@ static void mount_shares(const struct exec_config *cfg)
 /* No echo, no CR/LF translation either way, and no ^S/^Q flow control: the
  * bytes of a pipe pass through as they are. ICANON stays, so that minikvm
  * ends the input with ^D (VEOF). */
-static void make_terminal_plain(void)
+static void make_terminal_plain(int fd)
 {
 	struct termios t;
 
-	if (tcgetattr(terminal, &t) != 0)
+	if (tcgetattr(fd, &t) != 0)
 		die("tcgetattr on the terminal");
 	t.c_oflag &= ~(tcflag_t)OPOST;
 	t.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
 	t.c_iflag &= ~(tcflag_t)(ICRNL | IXON);
-	if (tcsetattr(terminal, TCSANOW, &t) != 0)
+	if (tcsetattr(fd, TCSANOW, &t) != 0)
 		die("tcsetattr on the terminal");
 }
 
@@ -381,7 +387,17 @@ static void open_terminal(const struct exec_config *cfg)
 			say("warning: cannot set the terminal size: %s", strerror(errno));
 	}
 	if (!cfg->stdin_terminal)
-		make_terminal_plain();
+		make_terminal_plain(terminal);
+	/* stderr on a console of its own when minikvm gives one; else with
+	 * stdout on the terminal, as before. */
+	if (cfg->stderr_tty) {
+		error_terminal = open(cfg->stderr_tty, O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (error_terminal < 0)
+			say("warning: %s: %s; the command's stderr goes with its stdout", cfg->stderr_tty,
+			    strerror(errno));
+		else if (!cfg->stdin_terminal)
+			make_terminal_plain(error_terminal);
+	}
 	/* From now on the terminal keeps what minikvm types or pipes in for the
 	 * command: tell minikvm to start sending (the byte's value is unused). */
 	if (ioperm(TERMINAL_READY_PORT, 1, 1) == 0)
@@ -410,7 +426,7 @@ static void enter_foreground(void)
 	tcsetpgrp(terminal, getpid());
 	signal(SIGTTOU, SIG_DFL);
 	if (dup2(terminal, STDIN_FILENO) < 0 || dup2(terminal, STDOUT_FILENO) < 0 ||
-	    dup2(terminal, STDERR_FILENO) < 0)
+	    dup2(error_terminal >= 0 ? error_terminal : terminal, STDERR_FILENO) < 0)
 		child_fail("dup2");
 }
 

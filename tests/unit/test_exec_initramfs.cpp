@@ -73,6 +73,7 @@ ExecSpec full_spec() {
     spec.cols = 65535;
     spec.stdin_terminal = true;
     spec.tty = "/dev/hvc0";
+    spec.stderr_tty = "/dev/hvc1";
     spec.root_tag = "host-root";
     spec.root_writable = true;
     spec.shares = {{"data", "/srv/data", true}, {"cfg", "/etc/odd:name", false}};
@@ -100,6 +101,8 @@ TEST_CASE("exec config: every field survives the round trip to the init's parser
     CHECK(c.cols == 65535);
     CHECK(c.stdin_terminal == 1);
     CHECK(std::string(c.tty) == "/dev/hvc0");
+    REQUIRE(c.stderr_tty != nullptr);
+    CHECK(std::string(c.stderr_tty) == "/dev/hvc1");
     CHECK(std::string(c.root_tag) == "host-root");
     CHECK(c.root_writable == 1);
     REQUIRE(c.nshares == 2);
@@ -213,6 +216,7 @@ TEST_CASE("exec config: the init's parser refuses what it does not understand") 
         {"cmd=a\0cwd=home\0"s, "cwd 'home' is not an absolute path"},
         {"cmd=a\0cwd=\0"s, "cwd '' is not an absolute path"},
         {"cmd=a\0tty=hvc0\0"s, "tty 'hvc0' is not an absolute path"},
+        {"cmd=a\0stderr_tty=hvc1\0"s, "stderr_tty 'hvc1' is not an absolute path"},
         {"cmd=a\0root_tag=\0"s, "root_tag is empty"},
         {"cmd=a\0share=tag:1\0"s, "is not TAG:WRITABLE:PATH"},
         {"cmd=a\0share=tag\0"s, "is not TAG:WRITABLE:PATH"},
@@ -242,6 +246,7 @@ TEST_CASE("exec config: the parser takes records in any order, and repeats env a
     REQUIRE(parsed.config.ngroups == 1);
     CHECK(parsed.config.groups[0] == 5);
     CHECK(std::string(parsed.config.tty) == "/dev/console");  // the default without a tty record
+    CHECK(parsed.config.stderr_tty == nullptr);  // stderr with stdout on the tty
 }
 
 TEST_CASE("exec initramfs: the archive holds the directories, the console, the init and its config") {

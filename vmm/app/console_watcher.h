@@ -85,7 +85,7 @@ public:
     static constexpr size_t kMaxLineBytes = 1024;
     static constexpr size_t kMaxReportLines = 400;
     static constexpr size_t kLastLines = 20;
-    static constexpr unsigned kSources = 2;  // 0: the 8250, 1: virtio-console
+    static constexpr unsigned kSources = 3;  // 0: the 8250, 1: virtio-console, 2: --exec's stderr console
 
     struct Report {
         KernelReport kind = KernelReport::Panic;

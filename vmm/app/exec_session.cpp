@@ -49,6 +49,7 @@ ExecSpec caller_exec_spec(const MachineConfig& config) {
         spec.cols = size->columns;
     }
     spec.tty = "/dev/hvc0";
+    spec.stderr_tty = "/dev/hvc1";  // the second virtio console (virtio_registry)
     spec.root_tag = kExecRootTag;
     spec.root_writable = false;
     for (const ShareConfig& share : config.shares) {

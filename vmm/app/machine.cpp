@@ -99,8 +99,11 @@ Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_po
       process_start_(process_start),
       console_log_(open_console_log(config.console_log_path)),
       watcher_(config.fail_on),
-      device_context_{event_loop_,
-                      [this](std::span<const uint8_t> bytes) { console_output(1, bytes, true); }},
+      device_context_{event_loop_, [this](std::span<const uint8_t> bytes) { console_output(1, bytes, true); },
+                      [this](std::span<const uint8_t> bytes) {
+                          write_to_stderr(bytes);
+                          console_output(2, bytes, false);
+                      }},
       virtio_devices_(create_virtio_devices(config, device_context_)),
       vfio_hosts_(probe_assigned_devices(config.vfio_devices)),
       kvm_(Kvm::open()),
@@ -110,8 +113,9 @@ Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_po
       serial_(com1_irq_,
               [this](uint8_t byte) {
                   // With --exec the kernel's and the init's messages go to
-                  // stderr, off the command's output.
-                  if (config_.exec) write_to_stderr(std::span<const uint8_t>(&byte, 1));
+                  // stderr, off the command's output -- until the status is
+                  // in: the vCPUs run on for a moment ("reboot: Power down").
+                  if (config_.exec && !exec_status()) write_to_stderr(std::span<const uint8_t>(&byte, 1));
                   console_output(0, std::span<const uint8_t>(&byte, 1),
                                  config_.console != ConsoleMode::None && !config_.exec);
               }),
@@ -219,7 +223,9 @@ void Machine::add_virtio_devices() {
         slot.transport->set_trace(config_.trace.virtio);
         PciBdf address = pci_.register_device(*slot.transport);
         spdlog::debug("{} at PCI 00:{:02x}.0", slot.name, address.device);
-        if (auto* console = dynamic_cast<VirtioConsole*>(slot.device.get())) virtio_console_ = console;
+        // The first console takes input and the terminal's size.
+        if (auto* console = dynamic_cast<VirtioConsole*>(slot.device.get()); console && !virtio_console_)
+            virtio_console_ = console;
     }
     virtio_devices_.clear();  // all moved into their slots
 }

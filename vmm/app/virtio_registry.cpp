@@ -19,8 +19,10 @@ namespace minikvm {
 
 namespace {
 
-std::unique_ptr<VirtioDevice> create_console(const MachineConfig&, size_t, const std::string& name,
+std::unique_ptr<VirtioDevice> create_console(const MachineConfig&, size_t index, const std::string& name,
                                              VirtioDeviceContext& context) {
+    // The second is --exec's: the command's stderr (the guest's hvc1).
+    if (index == 1) return std::make_unique<VirtioConsole>(name, context.console_error_output, std::nullopt);
     return std::make_unique<VirtioConsole>(name, context.console_output, stdout_terminal_size());
 }
 
@@ -57,7 +59,10 @@ std::unique_ptr<VirtioDevice> create_9p(const MachineConfig& config, size_t inde
 // In PCI slot order.
 constexpr std::array kRegistry{
     VirtioDeviceEntry{"virtio-console", "--console virtio", "",
-                      [](const MachineConfig& c) -> size_t { return c.console == ConsoleMode::Virtio ? 1 : 0; },
+                      [](const MachineConfig& c) -> size_t {
+                          if (c.console != ConsoleMode::Virtio) return 0;
+                          return c.exec ? 2 : 1;  // --exec: stdout and stderr
+                      },
                       create_console},
     VirtioDeviceEntry{"virtio-blk", "--disk", "disks", [](const MachineConfig& c) { return c.disks.size(); },
                       create_blk},

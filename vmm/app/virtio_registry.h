@@ -27,6 +27,8 @@ struct VirtioDeviceContext {
     // Where a console device's output goes (the terminal, the console log,
     // the verdict watcher).
     std::function<void(std::span<const uint8_t>)> console_output;
+    // Where the second console's output goes (--exec: the command's stderr).
+    std::function<void(std::span<const uint8_t>)> console_error_output;
 };
 
 struct VirtioDeviceEntry {
