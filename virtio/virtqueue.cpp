@@ -162,6 +162,15 @@ bool VirtQueue::has_available() {
 std::optional<DescriptorChain> VirtQueue::pop() {
     if (!ready_ || broken()) return std::nullopt;
     auto index = fetch_avail_index();
+    if (index && *index == next_avail_ && event_idx_ && notifications_enabled_) {
+        // Empty as far as we can see. The avail_event our last pop stored
+        // must be visible before we conclude so: a driver adding a buffer
+        // now reads it (after its own index store) to decide whether to
+        // kick, and store-then-load needs a full fence on both sides, or
+        // neither sees the other's write and the kick is lost.
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        index = fetch_avail_index();
+    }
     if (!index || *index == next_avail_) return std::nullopt;
     // Without this a driver could offer the same head over and over while
     // the device holds every earlier copy, and keep it popping forever.

@@ -559,6 +559,19 @@ void Machine::report_hang(const std::vector<VcpuActivity>& activity) {
         else if (const uint32_t in_flight = slot.transport->chains_in_flight(); in_flight > 0)
             text += fmt::format("minikvm:   {}: {} request(s) outstanding\n", slot.name, in_flight);
     }
+    // Each device's full state (its rings' indices, the device's own
+    // counters): what tells a lost kick from a lost interrupt.
+    text += "minikvm:   device state:\n";
+    for (const VirtioSlot& slot : virtio_slots_) {
+        const std::string state = slot.transport->state_report();
+        size_t start = 0;
+        while (start < state.size()) {
+            const size_t end = state.find('\n', start);
+            text += "minikvm:   | " + state.substr(start, end - start) + "\n";
+            if (end == std::string::npos) break;
+            start = end + 1;
+        }
+    }
     std::lock_guard lock(console_mutex_);
     if (!watcher_.any_output()) {
         text += "minikvm:   the guest printed nothing on any console\n";
