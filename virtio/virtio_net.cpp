@@ -129,13 +129,13 @@ void VirtioNet::activate(uint64_t negotiated_features, std::span<VirtQueue> queu
     } catch (const std::system_error& error) {
         // Without it every frame would be misframed: better not to start.
         signals.signal_device_broken(
-            fmt::format("{}: cannot set the {}-byte header on the tap: {}", backend_->name(), header_size_, error.what()));
+            fmt::format("{}: cannot set the {}-byte header on {}: {}", name_, header_size_, backend_->label(), error.what()));
         return;
     }
     try {
         backend_->set_offloads(offloads);
     } catch (const std::system_error& error) {
-        spdlog::warn("{}: tap {} refused offloads {} ({}); receiving complete frames only", name_, backend_->name(),
+        spdlog::warn("{}: {} refused offloads {} ({}); receiving complete frames only", name_, backend_->label(),
                      offload_names(offloads), error.what());
         offloads = 0;
         try {
@@ -294,13 +294,13 @@ VirtioNet::Step VirtioNet::drop_unreadable_frame() {
 bool VirtioNet::receive_frame_acceptable(const DescriptorChain& first, size_t length, size_t capacity) {
     if (length >= capacity + rx_buffer_.size() || length > header_size_ + net::kMaxFrame) {
         ++counters_.rx_dropped;
-        log_rx(fmt::format("frame of at least {} bytes from tap {} is over the {}-byte limit; dropped", length,
-                           backend_->name(), net::kMaxFrame));
+        log_rx(fmt::format("frame of at least {} bytes from {} is over the {}-byte limit; dropped", length,
+                           backend_->label(), net::kMaxFrame));
         return false;
     }
     if (length < header_size_ + net::kEthernetHeader) {
         ++counters_.rx_dropped;
-        log_rx(fmt::format("frame of {} bytes from tap {} is too short; dropped", length, backend_->name()));
+        log_rx(fmt::format("frame of {} bytes from {} is too short; dropped", length, backend_->label()));
         return false;
     }
     // The tap was told what the driver accepts, but frames queued before a
@@ -310,7 +310,7 @@ bool VirtioNet::receive_frame_acceptable(const DescriptorChain& first, size_t le
     const net::Header header = net::decode(std::span(raw.data(), header_size_));
     if (const std::string problem = net::check_receive(header, rx_offloads_); !problem.empty()) {
         ++counters_.rx_dropped;
-        log_rx(fmt::format("frame from tap {}: {}; dropped", backend_->name(), problem));
+        log_rx(fmt::format("frame from {}: {}; dropped", backend_->label(), problem));
         return false;
     }
     if (const uint8_t flags = net::receive_flags(header, rx_offloads_); flags != header.flags)
@@ -533,7 +533,7 @@ VirtioNet::Sent VirtioNet::transmit_chain(const DescriptorChain& chain) {
     // A tap whose interface is down (not IFF_UP) says EIO: it may come up.
     if (error == EIO) {
         ++counters_.tx_dropped;
-        log_tx(fmt::format("tap {} is down; {}-byte frame dropped", backend_->name(), frame_length));
+        log_tx(fmt::format("{} is down; {}-byte frame dropped", backend_->label(), frame_length));
         return Sent::Done;
     }
     // Detached or deleted (EBADFD), or the other end gone: for good.
@@ -577,7 +577,7 @@ void VirtioNet::update_interest() {
 void VirtioNet::backend_failed(const std::string& why) {
     if (backend_failed_) return;
     backend_failed_ = true;
-    spdlog::error("{}: tap {} failed: {}; no more frames in or out", name_, backend_->name(), why);
+    spdlog::error("{}: {} failed: {}; no more frames in or out", name_, backend_->label(), why);
     try {
         watcher_.set_interest(backend_->fd(), 0);
     } catch (const std::system_error&) {
@@ -600,7 +600,7 @@ void VirtioNet::backend_failed(const std::string& why) {
 
 std::string VirtioNet::state_lines() const {
     const Counters& c = counters_;
-    std::string out = fmt::format("net tap={} mac={} header={} tap_offloads={} polling={}{}{}\n", backend_->name(),
+    std::string out = fmt::format("net {} mac={} header={} tap_offloads={} polling={}{}{}\n", backend_->label(),
                                   mac_.to_string(), header_size_, offload_names(tap_offloads_),
                                   (interest_ & EventSources::kReadable) != 0 ? "rx" : "",
                                   (interest_ & EventSources::kWritable) != 0 ? "tx" : "",
@@ -608,7 +608,8 @@ std::string VirtioNet::state_lines() const {
     out += fmt::format("net rx packets={} bytes={} dropped={} chains_held={} frame_waiting={}\n", c.rx_packets,
                        c.rx_bytes, c.rx_dropped, rx_chains_.size(), rx_pending_ ? "yes" : "no");
     out += fmt::format("net tx packets={} bytes={} dropped={} blocked={}{}\n", c.tx_packets, c.tx_bytes, c.tx_dropped,
-                       tx_blocked_ ? "yes" : "no", backend_failed_ ? " tap=failed" : "");
+                       tx_blocked_ ? "yes" : "no", backend_failed_ ? " backend=failed" : "");
+    out += backend_->state_report();
     return out;
 }
 
@@ -648,7 +649,7 @@ void VirtioNet::log_rx(const std::string& text) { rx_log_.log(spdlog::level::war
 void VirtioNet::log_tx(const std::string& text) { tx_log_.log(spdlog::level::warn, fmt::format("{}: {}", name_, text)); }
 
 std::string VirtioNet::exit_summary() const {
-    return fmt::format("(tap {}): {}", backend_->name(), counters_text());
+    return fmt::format("({}): {}", backend_->label(), counters_text());
 }
 
 }  // namespace minikvm

@@ -59,7 +59,7 @@
 
 #include "virtio/descriptor_chain.h"
 #include "vmm/backends/net/net_backend.h"
-#include "virtio/net_header.h"
+#include "vmm/backends/net/net_header.h"
 #include "virtio/virtio_device.h"
 #include "vmm/core/event_sources.h"
 #include "vmm/backends/net/mac_address.h"

@@ -25,7 +25,7 @@
 #include "recording_signals.h"
 #include "ring_driver.h"
 #include "vmm/backends/net/net_backend.h"
-#include "virtio/net_header.h"
+#include "vmm/backends/net/net_header.h"
 #include "virtio/virtio_net.h"
 #include "virtio/virtqueue.h"
 #include "vmm/core/event_sources.h"
@@ -90,6 +90,7 @@ public:
     FakeTap(UniqueFd fd, TapRecord& record) : fd_(std::move(fd)), record_(record) {}
     int fd() const override { return fd_.get(); }
     const std::string& name() const override { return name_; }
+    std::string label() const override { return "tap " + name_; }
     void set_offloads(unsigned offloads) override {
         if (record_.refuse_offloads && offloads != 0) throw std::system_error(EINVAL, std::generic_category(), "TUNSETOFFLOAD");
         record_.offloads.push_back(offloads);

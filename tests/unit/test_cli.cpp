@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+
 #include "vmm/app/cli.h"
 #include "vmm/app/console_watcher.h"
 
@@ -9,6 +11,18 @@ using Catch::Matchers::Contains;
 namespace {
 constexpr uint64_t kHost = 8ULL << 30;
 CliOutcome parse(std::vector<std::string> args) { return parse_command_line(args, kHost); }
+
+// `--OPTION VALUE` is refused with one line naming the option and its value,
+// containing `text`, exit code 2.
+void expect_option_error(const std::string& option, const std::string& value, const std::string& text) {
+    auto outcome = parse({"-k", "bz", "--" + option, value});
+    CHECK_FALSE(outcome.command_line);
+    CHECK(outcome.exit_code == 2);
+    CHECK(outcome.message_is_error);
+    CHECK_THAT(outcome.message, Contains("--" + option + " " + value + ": "));
+    CHECK_THAT(outcome.message, Contains(text));
+    CHECK(outcome.message.find('\n') == outcome.message.size() - 1);
+}
 }  // namespace
 
 TEST_CASE("memory sizes accept suffixes and plain MiB") {
@@ -149,15 +163,7 @@ TEST_CASE("--disk takes path, ro, cache, aio and serial, and repeats in order") 
 }
 
 TEST_CASE("a malformed --disk is one line naming the option, exit code 2") {
-    auto expect_disk_error = [](const std::string& value, const std::string& text) {
-        auto outcome = parse({"-k", "bz", "--disk", value});
-        CHECK_FALSE(outcome.command_line);
-        CHECK(outcome.exit_code == 2);
-        CHECK(outcome.message_is_error);
-        CHECK_THAT(outcome.message, Contains("--disk " + value + ": "));
-        CHECK_THAT(outcome.message, Contains(text));
-        CHECK(outcome.message.find('\n') == outcome.message.size() - 1);
-    };
+    const auto expect_disk_error = [](const std::string& value, const std::string& text) { expect_option_error("disk", value, text); };
     expect_disk_error("ro", "path=FILE is required");
     expect_disk_error("path=", "path= is empty");
     expect_disk_error("disk.img", "is not KEY=VALUE");
@@ -206,17 +212,52 @@ TEST_CASE("--net gives one tap per option, with or without a MAC") {
     CHECK(parse_net_option("tap=123456789012345", error));  // 15 characters: the kernel's limit
 }
 
+TEST_CASE("--net user takes hostfwd rules in QEMU's spelling, on loopback unless told otherwise") {
+    auto outcome = parse({"-k", "bz", "--net", "user", "--net",
+                          "user,hostfwd=tcp::8080-:80,hostfwd=udp:0.0.0.0:5353-10.0.2.15:53,mac=52:54:00:00:00:01",
+                          "--net", "tap=tap0"});
+    REQUIRE(outcome.command_line);
+    const std::vector<NetConfig>& nets = outcome.command_line->machine.nets;
+    REQUIRE(nets.size() == 3);
+    CHECK(nets[0].backend == NetConfig::Backend::User);
+    CHECK(nets[0].forwards.empty());
+    CHECK(nets[2].backend == NetConfig::Backend::Tap);
+    const std::vector<HostForward>& forwards = nets[1].forwards;
+    REQUIRE(forwards.size() == 2);
+    CHECK_FALSE(forwards[0].udp);
+    CHECK(forwards[0].host_address.s_addr == htonl(INADDR_LOOPBACK));
+    CHECK(forwards[0].host_port == 8080);
+    CHECK(forwards[0].guest_address.s_addr == 0);
+    CHECK(forwards[0].guest_port == 80);
+    CHECK(forwards[1].udp);
+    CHECK(forwards[1].host_address.s_addr == 0);
+    CHECK(forwards[1].host_port == 5353);
+    CHECK(forwards[1].guest_address.s_addr == htonl(0x0a00020f));
+    CHECK(forwards[1].guest_port == 53);
+    CHECK(nets[1].mac->to_string() == "52:54:00:00:00:01");
+}
+
+TEST_CASE("a malformed --net user rule is one line naming the rule, exit code 2") {
+    const auto expect = [](const std::string& value, const std::string& text) { expect_option_error("net", value, text); };
+    expect("user,hostfwd=8080:80", "use [tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT");
+    expect("user,hostfwd=tcp:8080-80", "use [tcp|udp]");
+    expect("user,hostfwd=sctp::1-:2", "protocol 'sctp' is neither tcp nor udp");
+    expect("user,hostfwd=tcp::0-:80", "host port '0' is not a port number");
+    expect("user,hostfwd=tcp::65536-:80", "host port '65536'");
+    expect("user,hostfwd=tcp::80-:", "guest port '' is not a port number");
+    expect("user,hostfwd=tcp::8x-:80", "host port '8x'");
+    expect("user,hostfwd=tcp:localhost:80-:80", "host address 'localhost' is not an IPv4 address");
+    expect("user,hostfwd=tcp::80-10.0.2:80", "guest address '10.0.2' is not an IPv4 address");
+    expect("user,hostfwd=tcp::80-:80,hostfwd=tcp:127.0.0.1:80-:81", "the host port is forwarded twice");
+    expect("user,tap=t0", "unknown key 'tap' (keys: hostfwd, mac)");
+    expect("tap=t0,hostfwd=tcp::80-:80", "unknown key 'hostfwd' (keys: tap, mac)");
+    expect("tap=t0,user", "'user' comes first");
+    expect("user,mac=01:00:5e:00:00:01", "a multicast address");
+}
+
 TEST_CASE("a malformed --net or a bad MAC is one line naming the option, exit code 2") {
-    auto expect_net_error = [](const std::string& value, const std::string& text) {
-        auto outcome = parse({"-k", "bz", "--net", value});
-        CHECK_FALSE(outcome.command_line);
-        CHECK(outcome.exit_code == 2);
-        CHECK(outcome.message_is_error);
-        CHECK_THAT(outcome.message, Contains("--net " + value + ": "));
-        CHECK_THAT(outcome.message, Contains(text));
-        CHECK(outcome.message.find('\n') == outcome.message.size() - 1);
-    };
-    expect_net_error("mac=52:54:00:12:34:56", "tap=NAME is required");
+    const auto expect_net_error = [](const std::string& value, const std::string& text) { expect_option_error("net", value, text); };
+    expect_net_error("mac=52:54:00:12:34:56", "tap=NAME or user is required");
     expect_net_error("tap0", "is not KEY=VALUE");
     expect_net_error("tap=", "1 to 15 characters");
     expect_net_error("tap=1234567890123456", "1 to 15 characters");

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-#include "virtio/net_header.h"
+#include "vmm/backends/net/net_header.h"
 
 using namespace minikvm;
 using Catch::Matchers::Contains;

@@ -508,7 +508,7 @@ TEST_CASE("virtio-net: the state dump shows the counters through the transport",
           static_cast<uint32_t>(rig.net->device_features()));
     CHECK(virtio_pci_rig::reg_read(transport, VirtioPciLegacy::kConfig, 4) == 0x12005452u);
     const std::string report = transport.state_report();
-    CHECK_THAT(report, Contains("virtio-net9 net tap=faketap0 mac=52:54:00:12:34:56"));
+    CHECK_THAT(report, Contains("virtio-net9 net tap faketap0 mac=52:54:00:12:34:56"));
     CHECK_THAT(report, Contains("virtio-net9 net rx packets=0 bytes=0 dropped=0"));
     CHECK_THAT(report, Contains("virtio-net9 net tx packets=0 bytes=0 dropped=0 blocked=no"));
 }

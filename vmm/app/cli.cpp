@@ -3,6 +3,9 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <arpa/inet.h>
+
+#include <algorithm>
 #include <cctype>
 #include <limits>
 #include <set>
@@ -146,10 +149,73 @@ std::optional<DiskConfig> parse_disk_option(const std::string& text, std::string
     return disk;
 }
 
+namespace {
+
+std::optional<HostForward> parse_host_forward(const std::string& text, std::string& error) {
+    // [tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT
+    const std::string form = "use [tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT, e.g. tcp::8080-:80";
+    HostForward forward;
+    forward.text = text;
+    const size_t dash = text.find('-');
+    const size_t first_colon = text.find(':');
+    if (dash == std::string::npos || first_colon == std::string::npos || first_colon > dash) {
+        error = fmt::format("hostfwd={}: {}", text, form);
+        return std::nullopt;
+    }
+    const std::string protocol = text.substr(0, first_colon);
+    if (protocol == "udp") {
+        forward.udp = true;
+    } else if (!protocol.empty() && protocol != "tcp") {
+        error = fmt::format("hostfwd={}: protocol '{}' is neither tcp nor udp", text, protocol);
+        return std::nullopt;
+    }
+    const std::string host = text.substr(first_colon + 1, dash - first_colon - 1);
+    const std::string guest = text.substr(dash + 1);
+    const auto split_address_port = [&](const std::string& part, const char* side, in_addr& address, uint16_t& port,
+                                        const char* default_address) -> bool {
+        const size_t colon = part.rfind(':');
+        if (colon == std::string::npos) {
+            error = fmt::format("hostfwd={}: {}", text, form);
+            return false;
+        }
+        const std::string address_text = colon == 0 ? default_address : part.substr(0, colon);
+        if (inet_pton(AF_INET, address_text.c_str(), &address) != 1) {
+            error = fmt::format("hostfwd={}: {} address '{}' is not an IPv4 address", text, side, address_text);
+            return false;
+        }
+        const std::string port_text = part.substr(colon + 1);
+        const bool digits = !port_text.empty() && port_text.size() <= 5 &&
+                            std::all_of(port_text.begin(), port_text.end(),
+                                        [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; });
+        const unsigned long number = digits ? std::stoul(port_text) : 0;
+        if (number == 0 || number > 65535) {
+            error = fmt::format("hostfwd={}: {} port '{}' is not a port number (1 to 65535)", text, side, port_text);
+            return false;
+        }
+        port = static_cast<uint16_t>(number);
+        return true;
+    };
+    // Listening on loopback unless told otherwise: a forward is a way into
+    // the guest, not something to offer the whole network by default.
+    if (!split_address_port(host, "host", forward.host_address, forward.host_port, "127.0.0.1") ||
+        !split_address_port(guest, "guest", forward.guest_address, forward.guest_port, "0.0.0.0"))
+        return std::nullopt;
+    return forward;
+}
+
+}  // namespace
+
 std::optional<NetConfig> parse_net_option(const std::string& text, std::string& error) {
     NetConfig net;
     std::set<std::string> seen;
-    for (const std::string& item : split_items(text)) {
+    std::vector<std::string> items = split_items(text);
+    if (!items.empty() && items[0] == "user") {
+        net.backend = NetConfig::Backend::User;
+        items.erase(items.begin());
+    }
+    const bool user = net.backend == NetConfig::Backend::User;
+    const char* keys = user ? "hostfwd, mac" : "tap, mac";
+    for (const std::string& item : items) {
         const size_t equals = item.find('=');
         const std::string key = item.substr(0, equals);
         if (key.empty()) {
@@ -157,15 +223,26 @@ std::optional<NetConfig> parse_net_option(const std::string& text, std::string& 
             return std::nullopt;
         }
         if (equals == std::string::npos) {
-            error = fmt::format("'{}' is not KEY=VALUE (keys: tap, mac)", item);
+            error = item == "user" ? "'user' comes first: --net user[,hostfwd=RULE]...[,mac=MAC]"
+                                   : fmt::format("'{}' is not KEY=VALUE (keys: {})", item, keys);
             return std::nullopt;
         }
-        if (!seen.insert(key).second) {
+        if (!seen.insert(key).second && key != "hostfwd") {
             error = fmt::format("'{}' given twice", key);
             return std::nullopt;
         }
         const std::string value = item.substr(equals + 1);
-        if (key == "tap") {
+        if (user && key == "hostfwd") {
+            std::optional<HostForward> forward = parse_host_forward(value, error);
+            if (!forward) return std::nullopt;
+            for (const HostForward& earlier : net.forwards)
+                if (earlier.udp == forward->udp && earlier.host_port == forward->host_port &&
+                    earlier.host_address.s_addr == forward->host_address.s_addr) {
+                    error = fmt::format("hostfwd={}: the host port is forwarded twice", value);
+                    return std::nullopt;
+                }
+            net.forwards.push_back(std::move(*forward));
+        } else if (!user && key == "tap") {
             // What the kernel takes as an interface name (dev_valid_name).
             constexpr size_t kMaxName = 15;
             if (value.empty() || value.size() > kMaxName || value == "." || value == "..") {
@@ -191,12 +268,12 @@ std::optional<NetConfig> parse_net_option(const std::string& text, std::string& 
             }
             net.mac = mac;
         } else {
-            error = fmt::format("unknown key '{}' (keys: tap, mac)", key);
+            error = fmt::format("unknown key '{}' (keys: {})", key, keys);
             return std::nullopt;
         }
     }
-    if (net.tap.empty()) {
-        error = "tap=NAME is required";
+    if (!user && net.tap.empty()) {
+        error = "tap=NAME or user is required";
         return std::nullopt;
     }
     return net;
@@ -304,7 +381,7 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
                    "[,serial=ID]")
         ->allow_extra_args(false);
     std::vector<std::string> net_texts;
-    app.add_option("--net", net_texts, "virtio-net card on a host tap, repeatable: tap=NAME[,mac=MAC]")
+    app.add_option("--net", net_texts, "virtio-net card, repeatable: on a host tap, tap=NAME[,mac=MAC]; or on a user-mode network (no privilege), user[,hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...[,mac=MAC]")
         ->allow_extra_args(false);
     std::string msix = "on";
     app.add_option("--msix", msix,
@@ -383,7 +460,7 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
         // Caught here, not later as a tap "busy" or two cards fighting over
         // one address on the wire.
         for (const NetConfig& earlier : machine.nets) {
-            if (earlier.tap == net->tap)
+            if (net->backend == NetConfig::Backend::Tap && earlier.tap == net->tap)
                 return usage_error(fmt::format("--net {}: tap '{}' named twice", text, net->tap));
             if (net->mac && earlier.mac == net->mac)
                 return usage_error(fmt::format("--net {}: mac={} given to two cards", text, net->mac->to_string()));

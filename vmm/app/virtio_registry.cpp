@@ -13,6 +13,7 @@
 #include "vmm/app/terminal.h"
 #include "vmm/backends/block/disk_image.h"
 #include "vmm/backends/net/tap_device.h"
+#include "vmm/backends/net/user_network.h"
 #include "vmm/backends/p9/p9_server.h"
 
 namespace minikvm {
@@ -35,12 +36,20 @@ std::unique_ptr<VirtioDevice> create_blk(const MachineConfig& config, size_t ind
 std::unique_ptr<VirtioDevice> create_net(const MachineConfig& config, size_t index, const std::string& name,
                                          VirtioDeviceContext& context) {
     const NetConfig& net = config.nets[index];
-    auto tap = std::make_unique<TapDevice>(TapDevice::open(net.tap));
     // Chosen once: the guest sees the same address across its reboots.
     const MacAddress mac = net.mac.value_or(MacAddress::random_local());
-    spdlog::info("{}: tap {} ({}), mac {}", name, tap->name(), tap->created() ? "created" : "attached",
-                 mac.to_string());
-    return std::make_unique<VirtioNet>(name, std::move(tap), mac, context.events);
+    std::unique_ptr<NetBackend> backend;
+    if (net.backend == NetConfig::Backend::User) {
+        backend = UserNetwork::open(net.forwards, context.events);
+        spdlog::info("{}: user network (guest {}, host {}), mac {}", name, UserNetwork::kGuestAddress,
+                     UserNetwork::kHostAddress, mac.to_string());
+    } else {
+        auto tap = std::make_unique<TapDevice>(TapDevice::open(net.tap));
+        spdlog::info("{}: tap {} ({}), mac {}", name, tap->name(), tap->created() ? "created" : "attached",
+                     mac.to_string());
+        backend = std::move(tap);
+    }
+    return std::make_unique<VirtioNet>(name, std::move(backend), mac, context.events);
 }
 
 std::unique_ptr<VirtioDevice> create_rng(const MachineConfig&, size_t, const std::string& name, VirtioDeviceContext&) {

@@ -22,8 +22,10 @@ public:
     virtual ~NetBackend() = default;
     // Non-blocking, datagram-like: one frame per call.
     virtual int fd() const = 0;
-    // For log lines: "tap0".
+    // The host resource's own name: "tap0".
     virtual const std::string& name() const = 0;
+    // For log lines: "tap tap0", "user network".
+    virtual std::string label() const = 0;
     // Which partial checksums and segmentation offloads may arrive on fd()
     // (kOffload* bits; 0: only complete, checksummed frames). Throws
     // std::system_error.
@@ -31,6 +33,9 @@ public:
     // The header size on fd() in both directions: 10, or 12 with
     // MRG_RXBUF. Throws std::system_error.
     virtual void set_header_size(int bytes) = 0;
+    // What the backend itself has to say in the SIGUSR1 report: lines
+    // ending in '\n', or nothing.
+    virtual std::string state_report() const { return {}; }
 };
 
 }  // namespace minikvm

@@ -22,6 +22,7 @@ public:
 
     int fd() const override { return fd_.get(); }
     const std::string& name() const override { return name_; }
+    std::string label() const override { return "tap " + name_; }
     // Whether open() made the interface (else it existed).
     bool created() const { return created_; }
     void set_offloads(unsigned offloads) override;

@@ -1,4 +1,4 @@
-#include "virtio/net_header.h"
+#include "vmm/backends/net/net_header.h"
 
 #include <fmt/format.h>
 
