@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "boot/memory_layout.h"
+#include "vmm/core/x86_control_bits.h"
 
 #include <spdlog/spdlog.h>
 
@@ -42,15 +43,10 @@ kvm_segment segment_from_descriptor(uint64_t descriptor, uint16_t selector) {
     return segment;
 }
 
-constexpr uint64_t kCr0ProtectionEnable = 1ULL << 0;
-constexpr uint64_t kCr0ExtensionType = 1ULL << 4;
-constexpr uint64_t kCr0Paging = 1ULL << 31;
-constexpr uint64_t kCr4Pae = 1ULL << 5;
-constexpr uint64_t kEferLme = 1ULL << 8;
-constexpr uint64_t kEferLma = 1ULL << 10;
+using namespace x86;
 
-constexpr uint64_t kPagePresentWritable = 0x3;
-constexpr uint64_t kPageHuge = 0x80;
+constexpr uint64_t kPagePresentWritable = kPagePresent | kPageWritable;
+constexpr uint64_t kPageHuge = kPageSize;
 
 // MSRs firmware leaves in a known state; values Linux expects at entry.
 constexpr std::array<std::pair<uint32_t, uint64_t>, 9> kBootMsrs = {{
