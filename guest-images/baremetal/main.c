@@ -83,7 +83,7 @@ struct test_list {
 void (*test_cleanup)(void);
 
 static const struct test_list* test_lists(unsigned* n) {
-    static struct test_list lists[10];
+    static struct test_list lists[11];
     lists[0] = (struct test_list){platform_tests, platform_test_count, true};
     lists[1] = (struct test_list){console_tests, console_test_count, true};
     lists[2] = (struct test_list){rule_tests, rule_test_count, true};
@@ -94,6 +94,7 @@ static const struct test_list* test_lists(unsigned* n) {
     lists[7] = (struct test_list){net_bench_tests, net_bench_test_count, false};
     lists[8] = (struct test_list){rng_tests, rng_test_count, true};
     lists[9] = (struct test_list){msix_tests, msix_test_count, true};
+    lists[10] = (struct test_list){net_user_tests, net_user_test_count, false};
     *n = ARRAY_SIZE(lists);
     return lists;
 }
