@@ -43,14 +43,6 @@ struct workload {
     bool irq; /* wait for interrupts instead of polling */
 };
 
-static uint64_t cmdline_number(const char* key, uint64_t fallback) {
-    char value[24];
-    if (!cmdline_value(key, value, sizeof value) || value[0] < '0' || value[0] > '9') return fallback;
-    uint64_t n = 0;
-    for (const char* p = value; *p >= '0' && *p <= '9'; ++p) n = n * 10 + (uint64_t)(*p - '0');
-    return n;
-}
-
 /* xorshift64: cheap, and the same offsets on every VMM. */
 static uint64_t next_random(uint64_t* state) {
     uint64_t x = *state;

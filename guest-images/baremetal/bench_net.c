@@ -32,11 +32,9 @@
 
 static const uint32_t sizes[3] = {64, ETH_MAX_FRAME, TCP_HEADERS + TCP_MAX_PAYLOAD};
 
-static unsigned cmdline_number(const char* key, unsigned fallback) {
-    char value[16];
-    if (!cmdline_value(key, value, sizeof value)) return fallback;
-    unsigned n = 0;
-    for (const char* p = value; *p >= '0' && *p <= '9'; ++p) n = n * 10 + (unsigned)(*p - '0');
+/* A positive count from the command line; 0 or garbage: `fallback`. */
+static uint64_t cmdline_count(const char* key, uint64_t fallback) {
+    const uint64_t n = cmdline_number(key, fallback);
     return n ? n : fallback;
 }
 
@@ -112,7 +110,7 @@ static bool bench_net_tx(void) {
     if (!start(BIT(NET_F_CSUM) | BIT(NET_F_HOST_TSO4))) return false;
     CHECK(net_dev.features & BIT(NET_F_HOST_TSO4), "HOST_TSO4 not negotiated");
     if (!peer_request(0, 0, 3000, "offload flags=%u", TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)) return false;
-    const uint64_t seconds = cmdline_number("bench-seconds", 1);
+    const uint64_t seconds = cmdline_count("bench-seconds", 1);
     for (unsigned i = 0; i < ARRAY_SIZE(sizes); ++i)
         if (!bench_tx_size(sizes[i], seconds)) return false;
     return true;
@@ -174,7 +172,7 @@ static bool bench_net_rx(void) {
     if (!net_find()) return skip("no virtio-net");
     if (!start(BIT(NET_F_GUEST_CSUM) | BIT(NET_F_GUEST_TSO4))) return false;
     CHECK(net_dev.features & BIT(NET_F_GUEST_TSO4), "GUEST_TSO4 not negotiated");
-    const unsigned count = cmdline_number("bench-net-frames", 200000);
+    const unsigned count = (unsigned)cmdline_count("bench-net-frames", 200000);
     for (unsigned i = 0; i < ARRAY_SIZE(sizes); ++i)
         if (!bench_rx_size(sizes[i], sizes[i] > ETH_MAX_FRAME ? count / 10 : count)) return false;
     return true;

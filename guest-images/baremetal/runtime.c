@@ -235,6 +235,14 @@ bool cmdline_value(const char* key, char* buf, size_t size) {
     return false;
 }
 
+uint64_t cmdline_number(const char* key, uint64_t fallback) {
+    char value[24];
+    if (!cmdline_value(key, value, sizeof value) || value[0] < '0' || value[0] > '9') return fallback;
+    uint64_t n = 0;
+    for (const char* p = value; *p >= '0' && *p <= '9'; ++p) n = n * 10 + (uint64_t)(*p - '0');
+    return n;
+}
+
 /* ---- Memory ------------------------------------------------------------- */
 
 extern char __image_end[];

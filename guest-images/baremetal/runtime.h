@@ -61,6 +61,9 @@ __attribute__((noreturn, format(printf, 1, 2))) void panic(const char* fmt, ...)
 void cmdline_set(const char* cmdline);
 const char* cmdline_get(void);
 bool cmdline_value(const char* key, char* buf, size_t size);
+/* The decimal number `key=` gives (its leading digits), or `fallback` when the
+ * key is absent or its value does not start with a digit. */
+uint64_t cmdline_number(const char* key, uint64_t fallback);
 
 /* --- Memory: what the loader reported, and a bump allocator over the RAM
  * after the image (zeroed, never freed; alloc_mark/alloc_release rewind it

@@ -43,6 +43,10 @@ extern const struct test rng_tests[];
 extern const unsigned rng_test_count;
 extern const struct test msix_tests[];
 extern const unsigned msix_test_count;
+extern const struct test p9_tests[];
+extern const unsigned p9_test_count;
+extern const struct test p9_bench_tests[]; /* not part of test=all */
+extern const unsigned p9_bench_test_count;
 
 /* A test may set this; it runs after the test, pass or fail (e.g. to
  * reset a device that still points at the test's memory). */
