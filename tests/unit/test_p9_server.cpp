@@ -108,6 +108,24 @@ TEST_CASE("9p: walk, getattr, open and read a file; readdir lists the directory"
     CHECK_FALSE(d.failed());
 }
 
+TEST_CASE("9p: an open fid cannot be walked onto itself; a fid not yet open can", "[p9]") {
+    Tree tree;
+    P9Session s(tree.share);
+    REQUIRE(s.walked(s.walk(0, 1, {"dir"})) == 1);
+    CHECK(s.walked(s.walk(1, 1, {"inner"})) == 1);  // not open: moves to dir/inner
+    REQUIRE(s.lopen(1, 0).error() == 0);
+    CHECK(s.walk(1, 1, {}).error() == EBUSY);
+    CHECK(s.walk(1, 1, {".."}).error() == EBUSY);
+    CHECK(s.read_text(1) == "inner file");  // still the file it opened
+    CHECK(s.walked(s.walk(1, 2, {})) == 0);  // a new fid from an open one is fine
+
+    P9Reply created = s.call(P9Message(p9::Type::Tlcreate).u32(2).str("made").u32(2).u32(0644).u32(0).bytes());
+    CHECK(created.error() == ENOTDIR);  // fid 2 is the file, not a directory
+    REQUIRE(s.walked(s.walk(0, 3, {})) == 0);
+    REQUIRE(s.call(P9Message(p9::Type::Tlcreate).u32(3).str("made").u32(2).u32(0644).u32(0).bytes()).error() == 0);
+    CHECK(s.walk(3, 3, {}).error() == EBUSY);  // Tlcreate opened it too
+}
+
 TEST_CASE("9p: Treaddir continues from the offset of the last entry that fit", "[p9]") {
     Tree tree;
     for (int i = 0; i < 50; ++i) write_file(tree.share + "/dir/f" + std::to_string(i), "x");

@@ -236,6 +236,12 @@ int Server::serve(const Walk& m, std::vector<uint8_t>& reply, size_t) {
     FidPtr fid = find(m.fid);
     if (!fid || fid->kind != Fid::Kind::Path) return EBADF;
     if (m.newfid != m.fid && find(m.newfid)) return EEXIST;
+    if (m.newfid == m.fid) {
+        // Walking an open fid onto itself would repoint it at another file
+        // while its descriptor still reads the old one.
+        std::lock_guard lock(fid->mutex);
+        if (fid->file) return EBUSY;
+    }
     std::string path = path_of(*fid);
     std::vector<Qid> qids;
     for (std::string_view name : m.names) {

@@ -8,7 +8,8 @@
 //   - a message decode_request() rejects: EINVAL (EOPNOTSUPP for a type this
 //     server does not serve); a message too short to have a tag: no reply;
 //   - an unknown fid: EBADF; a new fid (attach, walk, xattrwalk) already in
-//     use: EEXIST; more than kMaxFids fids: ENFILE;
+//     use: EEXIST; more than kMaxFids fids: ENFILE; a walk of an open fid
+//     onto itself (newfid == fid after Tlopen or Tlcreate): EBUSY;
 //   - a name with '/' or NUL, "." or "..", empty or longer than 255 bytes,
 //     where a new name is made: EINVAL; ".." in a walk goes up, never above
 //     the root;
