@@ -427,4 +427,20 @@ TEST_CASE("9p: locks are per fid and never block", "[p9]") {
     CHECK(get.body().u8() == 1);  // the conflicting write lock
     CHECK(lock(1, 2) == 0);  // unlock
     CHECK(lock(2, 1) == 0);
+
+    // Both refuse the same way: a fid not open, an unknown type, a range past off_t.
+    REQUIRE(s.walked(s.walk(0, 3, {"hello"})) == 1);
+    for (p9::Type type : {p9::Type::Tlock, p9::Type::Tgetlock}) {
+        auto request = [&](uint32_t fid, uint8_t lock_type, uint64_t start) {
+            P9Message m(type);
+            m.u32(fid).u8(lock_type);
+            if (type == p9::Type::Tlock) m.u32(0);  // flags
+            return s.call(m.u64(start).u64(0).u32(42).str("guest").bytes()).error();
+        };
+        CHECK(request(3, 1, 0) == EBADF);
+        CHECK(request(9, 1, 0) == EBADF);
+        CHECK(request(1, 3, 0) == EINVAL);
+        CHECK(request(1, 1, uint64_t{1} << 63) == EINVAL);
+        CHECK(request(1, 0, 0) == 0);
+    }
 }

@@ -806,37 +806,41 @@ static int byte_range_lock(uint8_t type, uint64_t start, uint64_t length, struct
     return 0;
 }
 
-int Server::serve(const Lock& m, std::vector<uint8_t>& reply, size_t) {
+template <typename LockRequest, typename Act>
+int Server::with_lock_range(const LockRequest& m, Act act) {
     FidPtr fid = find(m.fid);
     if (!fid) return EBADF;
     std::lock_guard guard(fid->mutex);
     if (fid->kind != Fid::Kind::Path || !fid->file) return EBADF;
     struct flock lock;
     if (int error = byte_range_lock(m.type, m.start, m.length, lock)) return error;
-    // Open-file-description locks belong to the fid, not to this process's
-    // threads; never blocking: the client retries a BLOCKED answer.
-    uint8_t status = kLockSuccess;
-    if (::fcntl(fid->file.get(), F_OFD_SETLK, &lock) != 0)
-        status = (errno == EAGAIN || errno == EACCES) ? kLockBlocked : kLockError;
-    WireWriter(reply).u8(status);
-    return 0;
+    return act(fid->file.get(), lock);
+}
+
+int Server::serve(const Lock& m, std::vector<uint8_t>& reply, size_t) {
+    return with_lock_range(m, [&](int fd, struct flock& lock) {
+        // Open-file-description locks belong to the fid, not to this
+        // process's threads; never blocking: the client retries a BLOCKED
+        // answer.
+        uint8_t status = kLockSuccess;
+        if (::fcntl(fd, F_OFD_SETLK, &lock) != 0)
+            status = (errno == EAGAIN || errno == EACCES) ? kLockBlocked : kLockError;
+        WireWriter(reply).u8(status);
+        return 0;
+    });
 }
 
 int Server::serve(const Getlock& m, std::vector<uint8_t>& reply, size_t) {
-    FidPtr fid = find(m.fid);
-    if (!fid) return EBADF;
-    std::lock_guard guard(fid->mutex);
-    if (fid->kind != Fid::Kind::Path || !fid->file) return EBADF;
-    struct flock lock;
-    if (int error = byte_range_lock(m.type, m.start, m.length, lock)) return error;
-    if (::fcntl(fid->file.get(), F_OFD_GETLK, &lock) != 0) return errno;
-    WireWriter out(reply);
-    out.u8(lock.l_type == F_RDLCK ? kLockRead : lock.l_type == F_WRLCK ? kLockWrite : kLockUnlock);
-    out.u64(static_cast<uint64_t>(lock.l_start));
-    out.u64(static_cast<uint64_t>(lock.l_len));
-    out.u32(static_cast<uint32_t>(lock.l_pid));
-    out.string(m.client_id);
-    return 0;
+    return with_lock_range(m, [&](int fd, struct flock& lock) {
+        if (::fcntl(fd, F_OFD_GETLK, &lock) != 0) return errno;
+        WireWriter out(reply);
+        out.u8(lock.l_type == F_RDLCK ? kLockRead : lock.l_type == F_WRLCK ? kLockWrite : kLockUnlock);
+        out.u64(static_cast<uint64_t>(lock.l_start));
+        out.u64(static_cast<uint64_t>(lock.l_len));
+        out.u32(static_cast<uint32_t>(lock.l_pid));
+        out.string(m.client_id);
+        return 0;
+    });
 }
 
 }  // namespace minikvm::p9

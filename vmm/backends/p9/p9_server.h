@@ -126,6 +126,12 @@ private:
     // Makes `name` in directory fid `dir`: the directory's O_PATH fd, or -errno.
     int directory_fd(uint32_t dir, std::string_view name, std::string* dir_path = nullptr) const;
     int commit_xattr(Fid& fid);
+    // Tlock and Tgetlock alike: finds the open fid, holds it, turns the
+    // request's range into a struct flock, and calls `act` with the fid's
+    // descriptor: act(int fd, struct flock&) returns 0 or an errno. EBADF
+    // or EINVAL before that. (Defined and used in the .cpp only.)
+    template <typename LockRequest, typename Act>
+    int with_lock_range(const LockRequest& m, Act act);
     // Opens `path` as an O_PATH fd into `fd` and stats it: 0 or an errno.
     int open_path(const std::string& path, UniqueFd& fd, struct stat& st) const;
     // The qid of the file at `path` (0) or an errno.
