@@ -41,4 +41,20 @@ size_t DescriptorChain::write(uint64_t offset, std::span<const uint8_t> data) co
     });
 }
 
+void DescriptorChain::readable_iovecs(uint64_t offset, std::vector<iovec>& out) const {
+    out.clear();
+    if (offset >= readable_length) return;
+    for_each_piece(readable, offset, readable_length - offset, [&](std::span<const uint8_t> piece, size_t) {
+        // iovec has no const flavour; pwritev only reads through it.
+        out.push_back({const_cast<uint8_t*>(piece.data()), piece.size()});
+    });
+}
+
+void DescriptorChain::writable_iovecs(uint64_t offset, std::vector<iovec>& out) const {
+    out.clear();
+    if (offset >= writable_length) return;
+    for_each_piece(writable, offset, writable_length - offset,
+                   [&](std::span<uint8_t> piece, size_t) { out.push_back({piece.data(), piece.size()}); });
+}
+
 }  // namespace minikvm

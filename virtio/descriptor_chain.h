@@ -8,6 +8,8 @@
 // at them: copy a header into a local (read()) before validating it, and
 // never read a field twice.
 
+#include <sys/uio.h>
+
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -39,6 +41,11 @@ struct DescriptorChain {
     // Copy `data` into the device-writable stream at position `offset`.
     // Returns how many bytes fit.
     size_t write(uint64_t offset, std::span<const uint8_t> data) const;
+    // The same streams from position `offset` to their end as iovecs (into
+    // `out`, replaced), for a system call that moves the bytes itself
+    // (preadv into writable buffers, pwritev from readable ones).
+    void readable_iovecs(uint64_t offset, std::vector<iovec>& out) const;
+    void writable_iovecs(uint64_t offset, std::vector<iovec>& out) const;
 };
 
 }  // namespace minikvm

@@ -19,6 +19,17 @@ namespace {
 
 constexpr uint64_t bit(unsigned n) { return uint64_t{1} << n; }
 
+// One per worker thread, kept between requests so a request allocates
+// nothing: the message copied out of the chain (grown, never shrunk:
+// resizing down and up again would zero-fill it each time), the reply head,
+// and the iovecs over the chain's data buffers.
+struct WorkerBuffers {
+    std::vector<uint8_t> message;
+    std::vector<uint8_t> reply;
+    std::vector<iovec> read_into, write_from;
+};
+thread_local WorkerBuffers worker_buffers;
+
 UniqueFd make_eventfd() {
     const int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (fd < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
@@ -111,23 +122,41 @@ void Virtio9p::start(DescriptorChain chain) {
         used_.add(chain.head, 0);
         return;
     }
-    std::vector<uint8_t> request(length);
-    chain.read(0, request);
+    uint8_t header[p9::kHeaderSize];
+    chain.read(0, header);
     const uint64_t sequence = next_sequence_++;
     {
         std::lock_guard lock(jobs_mutex_);
-        in_flight_.emplace(sequence, static_cast<uint16_t>(request[5] | (request[6] << 8)));
+        in_flight_.emplace(sequence, static_cast<uint16_t>(header[5] | (header[6] << 8)));
     }
-    workers_.post([this, chain = std::move(chain), request = std::move(request), sequence]() mutable {
-        serve(chain, std::move(request), sequence);
-    });
+    workers_.post([this, chain = std::move(chain), sequence] { serve(chain, sequence); });
 }
 
-void Virtio9p::serve(const DescriptorChain& chain, std::vector<uint8_t> request, uint64_t sequence) {
+void Virtio9p::serve(const DescriptorChain& chain, uint64_t sequence) {
+    WorkerBuffers& buffers = worker_buffers;
+    // The message out of the guest's buffers, but a Twrite's data: that the
+    // server writes to the file from where it is. (The type is read from
+    // this copy only: the guest may change its buffers meanwhile.)
+    const uint32_t length = chain.readable_length;
+    if (buffers.message.size() < length) buffers.message.resize(length);
+    const size_t head = chain.read(0, std::span(buffers.message).first(std::min<size_t>(length, p9::kWriteFields)));
+    const auto type = static_cast<p9::Type>(buffers.message[4]);
+    size_t copied = head;
+    if (type == p9::Type::Twrite && length > p9::kWriteFields) {
+        chain.readable_iovecs(p9::kWriteFields, buffers.write_from);
+    } else {
+        buffers.write_from.clear();
+        copied += chain.read(head, std::span(buffers.message).subspan(head, length - head));
+    }
+    const std::span<const uint8_t> message = std::span(buffers.message).first(copied);
+    // Rread's data goes straight into the guest's buffers after its head.
+    if (type == p9::Type::Tread) chain.writable_iovecs(p9::kReadHeader, buffers.read_into);
+    else buffers.read_into.clear();
+
     // Tflush: its reply must follow the flushed request's (9P's flush(5));
     // earlier requests only, so this never waits for itself or later work.
-    if (request.size() == p9::kHeaderSize + 2 && request[4] == static_cast<uint8_t>(p9::Type::Tflush)) {
-        const uint16_t old_tag = static_cast<uint16_t>(request[7] | (request[8] << 8));
+    if (message.size() == p9::kHeaderSize + 2 && type == p9::Type::Tflush) {
+        const uint16_t old_tag = static_cast<uint16_t>(message[7] | (message[8] << 8));
         std::unique_lock lock(jobs_mutex_);
         job_done_.wait(lock, [&] {
             for (const auto& [earlier, tag] : in_flight_) {
@@ -137,8 +166,11 @@ void Virtio9p::serve(const DescriptorChain& chain, std::vector<uint8_t> request,
             return true;
         });
     }
-    const std::vector<uint8_t> reply = server_->handle(request, chain.writable_length);
-    const size_t written = chain.write(0, reply);
+    const size_t direct = server_->handle(message, chain.writable_length,
+                                          p9::DataBuffers{buffers.read_into, buffers.write_from}, buffers.reply);
+    // With data read straight into the chain the reply is its 11-byte head,
+    // which fits before that data.
+    const size_t written = chain.write(0, buffers.reply) + direct;
     {
         std::lock_guard lock(jobs_mutex_);
         finished_.push_back({chain.head, static_cast<uint32_t>(written)});

@@ -6,10 +6,12 @@
 // configuration: a le16 length and the tag the guest mounts by
 // (`mount -t 9p -o trans=virtio TAG /mnt`).
 //
-// The front end only moves messages: it copies a request out of the chain,
-// a p9::Server (vmm/backends/p9) answers it on a worker thread, the reply is
+// The front end only moves messages: on a worker thread it copies a request
+// out of the chain, a p9::Server (vmm/backends/p9) answers it, the reply is
 // copied into the chain, and the event loop publishes finished chains in
-// batches with one interrupt. Requests run in parallel, as 9P allows; the
+// batches with one interrupt. File data is not copied: Tread's goes from the
+// file straight into the chain's buffers (preadv), Twrite's from them to
+// the file (pwritev). Requests run in parallel, as 9P allows; the
 // one ordering 9P asks for is Tflush's: its Rflush is published only after
 // the reply to every earlier request with the flushed tag.
 //
@@ -97,7 +99,7 @@ private:
     void drain();
 
     // On a worker.
-    void serve(const DescriptorChain& chain, std::vector<uint8_t> request, uint64_t sequence);
+    void serve(const DescriptorChain& chain, uint64_t sequence);
 
     const std::string name_;
     const std::string tag_;

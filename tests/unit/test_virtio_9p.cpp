@@ -130,6 +130,74 @@ TEST_CASE("virtio-9p: a session through the ring, replies published with their l
     CHECK(rig.signals.used >= 1);
 }
 
+TEST_CASE("virtio-9p: Tread and Twrite data cross chains cut anywhere, the 9P heads included", "[virtio-9p]") {
+    Rig rig;
+    std::string text;
+    for (int i = 0; i < 9000; ++i) text += static_cast<char>('a' + i % 26);
+    std::ofstream(rig.dir.path + "/file") << text;
+    rig.post(0, P9Message(p9::Type::Tversion, p9::kNoTag).u32(64 << 10).str("9P2000.L").bytes());
+    rig.kick();
+    rig.post(1, P9Message(p9::Type::Tattach, 1).u32(0).u32(p9::kNoFid).str("").str("").u32(0).bytes());
+    rig.kick();
+    rig.post(2, P9Message(p9::Type::Twalk, 2).u32(0).u32(1).u16(1).str("file").bytes());
+    rig.kick();
+    rig.post(3, P9Message(p9::Type::Tlopen, 3).u32(1).u32(2).bytes());
+    rig.kick();
+    REQUIRE(rig.driver.used_index() == 4);
+
+    // A chain of pieces: descriptors from 20 on, `readable` pieces of the
+    // request at kRequests, then `writable` pieces of room at kReplies.
+    auto post_pieces = [&](const std::vector<uint8_t>& message, std::vector<uint32_t> readable,
+                           std::vector<uint32_t> writable) {
+        REQUIRE(rig.memory.write(kRequests, message));
+        uint16_t d = 20;
+        uint64_t at = kRequests;
+        for (uint32_t piece : readable) {
+            rig.driver.descriptor(d, at, piece, kNext, d + 1);
+            at += piece;
+            ++d;
+        }
+        at = kReplies;
+        for (size_t i = 0; i < writable.size(); ++i) {
+            const bool last = i + 1 == writable.size();
+            rig.driver.descriptor(d, at, writable[i], static_cast<uint16_t>(kWrite | (last ? 0 : kNext)), d + 1);
+            at += writable[i];
+            ++d;
+        }
+        rig.driver.offer(20);
+        rig.kick();
+    };
+    // Rread's 11-byte head cut after 5 bytes, its data cut again.
+    REQUIRE(rig.memory.write(kReplies, std::vector<uint8_t>(9100, 0xee)));
+    post_pieces(P9Message(p9::Type::Tread, 4).u32(1).u64(100).u32(9000).bytes(), {23}, {5, 4000, 5000});
+    REQUIRE(rig.driver.used_index() == 5);
+    CHECK(rig.driver.used_element(4) == std::pair<uint32_t, uint32_t>{20, p9::kReadHeader + 8900});
+    P9Reply read = rig.reply(0, p9::kReadHeader + 8901);
+    REQUIRE(read.type() == p9::Type::Rread);
+    CHECK(read.tag() == 4);
+    CHECK(p9::WireReader(read.bytes).u32() == p9::kReadHeader + 8900);
+    p9::WireReader body = read.body();
+    REQUIRE(body.u32() == 8900);
+    const auto data = body.bytes(8900);
+    CHECK(std::string(data.begin(), data.end()) == text.substr(100));
+    CHECK(body.u8() == 0xee);  // nothing past the count
+
+    // Twrite with its 23-byte head cut after 3 and 17 bytes, the data in
+    // two more pieces; the Rwrite's room cut too.
+    const std::string written(3000, 'W');
+    P9Message write(p9::Type::Twrite, 5);
+    write.u32(1).u64(50).u32(3000).raw(std::span(reinterpret_cast<const uint8_t*>(written.data()), written.size()));
+    post_pieces(write.bytes(), {3, 14, 6, 1000, 2000}, {4, 60});
+    REQUIRE(rig.driver.used_index() == 6);
+    CHECK(rig.driver.used_element(5).second == p9::kHeaderSize + 4);
+    P9Reply wrote = rig.reply(0, p9::kHeaderSize + 4);
+    REQUIRE(wrote.type() == p9::Type::Rwrite);
+    CHECK(wrote.body().u32() == 3000);
+    std::ifstream in(rig.dir.path + "/file");
+    const std::string now((std::istreambuf_iterator<char>(in)), {});
+    CHECK(now == text.substr(0, 50) + written + text.substr(3050));
+}
+
 TEST_CASE("virtio-9p: chains that carry no message complete empty", "[virtio-9p]") {
     Rig rig;
     rig.post(0, {1, 2, 3});

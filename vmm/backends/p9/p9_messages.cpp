@@ -9,7 +9,8 @@ namespace minikvm::p9 {
 namespace {
 
 // Decodes the body of `type`; nullopt for a type this server does not serve.
-std::optional<Body> decode_body(Type type, WireReader& in) {
+// `external`: a Twrite's data is not in the message (decode_request's external_data).
+std::optional<Body> decode_body(Type type, WireReader& in, bool external) {
     switch (type) {
         case Type::Tversion: { Version m; m.msize = in.u32(); m.version = in.string(); return m; }
         case Type::Tauth: {
@@ -29,9 +30,8 @@ std::optional<Body> decode_body(Type type, WireReader& in) {
         }
         case Type::Tread: { Read m; m.fid = in.u32(); m.offset = in.u64(); m.count = in.u32(); return m; }
         case Type::Twrite: {
-            Write m; m.fid = in.u32(); m.offset = in.u64();
-            const uint32_t count = in.u32();
-            m.data = in.bytes(count);
+            Write m; m.fid = in.u32(); m.offset = in.u64(); m.count = in.u32();
+            if (!external) m.data = in.bytes(m.count);
             return m;
         }
         case Type::Tclunk: return Clunk{in.u32()};
@@ -84,27 +84,34 @@ std::optional<Body> decode_body(Type type, WireReader& in) {
 
 }  // namespace
 
-std::variant<Request, DecodeError> decode_request(std::span<const uint8_t> message) {
+std::variant<Request, DecodeError> decode_request(std::span<const uint8_t> message, size_t external_data) {
     if (message.size() < kHeaderSize)
         return DecodeError{std::nullopt, EINVAL, fmt::format("{} bytes: shorter than a 9P header", message.size())};
     WireReader in(message);
     const uint32_t size = in.u32();
     const auto type = static_cast<Type>(in.u8());
     const uint16_t tag = in.u16();
-    if (size != message.size())
+    const uint64_t total = uint64_t{message.size()} + external_data;
+    if (size != total)
         return DecodeError{tag, EINVAL, fmt::format("{}: size field {} but the message has {} bytes",
-                                                    type_name(type), size, message.size())};
+                                                    type_name(type), size, total)};
+    if (external_data != 0 && (type != Type::Twrite || message.size() != kWriteFields))
+        return DecodeError{tag, EINVAL, fmt::format("{}: {} bytes of data outside a {}-byte message",
+                                                    type_name(type), external_data, message.size())};
     if (type == Type::Twalk && message.size() >= kHeaderSize + 10) {
         WireReader peek(message.subspan(kHeaderSize + 8, 2));
         if (const uint16_t names = peek.u16(); names > kMaxWalkNames)
             return DecodeError{tag, EINVAL,
                                fmt::format("Twalk of {} names: at most {} are allowed", names, kMaxWalkNames)};
     }
-    std::optional<Body> body = decode_body(type, in);
+    std::optional<Body> body = decode_body(type, in, external_data != 0);
     if (!body) return DecodeError{tag, EOPNOTSUPP, fmt::format("{}: not a 9P2000.L request this server serves",
                                                                type_name(type))};
     if (in.failed())
         return DecodeError{tag, EINVAL, fmt::format("{}: a field runs past the end of the message", type_name(type))};
+    if (external_data != 0 && std::get<Write>(*body).count != external_data)
+        return DecodeError{tag, EINVAL, fmt::format("Twrite: count {} but {} bytes of data",
+                                                    std::get<Write>(*body).count, external_data)};
     if (in.remaining() != 0)
         return DecodeError{tag, EINVAL, fmt::format("{}: {} bytes after the last field", type_name(type),
                                                     in.remaining())};
@@ -119,13 +126,12 @@ void begin_reply(WireWriter& out, Type type, uint16_t tag) {
 
 void finish_reply(std::span<uint8_t> reply) { patch_u32(reply, 0, static_cast<uint32_t>(reply.size())); }
 
-std::vector<uint8_t> error_reply(uint16_t tag, int error) {
-    std::vector<uint8_t> reply;
+void error_reply(uint16_t tag, int error, std::vector<uint8_t>& reply) {
+    reply.clear();
     WireWriter out(reply);
     begin_reply(out, Type::Rlerror, tag);
     out.u32(static_cast<uint32_t>(error));
     finish_reply(reply);
-    return reply;
 }
 
 std::string_view type_name(Type type) {

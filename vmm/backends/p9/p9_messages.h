@@ -56,6 +56,8 @@ inline constexpr size_t kHeaderSize = 7;        // size[4] type[1] tag[2]
 inline constexpr uint16_t kNoTag = 0xffff;      // Tversion's tag
 inline constexpr uint32_t kNoFid = 0xffffffff;  // "no afid"
 inline constexpr size_t kMaxWalkNames = 16;     // P9_MAXWELEM
+inline constexpr size_t kWriteFields = kHeaderSize + 16;  // Twrite up to its data: fid[4] offset[8] count[4]
+inline constexpr size_t kReadHeader = kHeaderSize + 4;    // Rread up to its data: count[4]
 
 struct Version { uint32_t msize; std::string_view version; };
 struct Auth { uint32_t afid; std::string_view uname, aname; uint32_t n_uname; };
@@ -63,7 +65,7 @@ struct Attach { uint32_t fid, afid; std::string_view uname, aname; uint32_t n_un
 struct Flush { uint16_t oldtag; };
 struct Walk { uint32_t fid, newfid; std::vector<std::string_view> names; };
 struct Read { uint32_t fid; uint64_t offset; uint32_t count; };
-struct Write { uint32_t fid; uint64_t offset; std::span<const uint8_t> data; };
+struct Write { uint32_t fid; uint64_t offset; uint32_t count; std::span<const uint8_t> data; };  // data: empty when external
 struct Clunk { uint32_t fid; };
 struct Remove { uint32_t fid; };
 struct Statfs { uint32_t fid; };
@@ -111,15 +113,21 @@ struct DecodeError {
 // Decodes one T-message occupying exactly `message` (its size field must
 // equal message.size()). Walks with more than kMaxWalkNames names are
 // refused here.
-std::variant<Request, DecodeError> decode_request(std::span<const uint8_t> message);
+//
+// `external_data` > 0: a Twrite whose data stays in the guest's buffers
+// (the server writes it to the file from there, without a copy): `message`
+// holds the fields up to and including count (kWriteFields bytes), and the
+// size field and count must both account for `external_data` bytes more.
+// Write::data is then empty. Any other type with external data is refused.
+std::variant<Request, DecodeError> decode_request(std::span<const uint8_t> message, size_t external_data = 0);
 
 // The 7-byte header of a reply of `type` to `tag`, with a size of 0 to be
 // patched by finish_reply().
 void begin_reply(WireWriter& out, Type type, uint16_t tag);
 // Writes the final size into the header begin_reply() started.
 void finish_reply(std::span<uint8_t> reply);
-// A complete Rlerror.
-std::vector<uint8_t> error_reply(uint16_t tag, int error);
+// A complete Rlerror, in place of what `reply` held.
+void error_reply(uint16_t tag, int error, std::vector<uint8_t>& reply);
 
 // "Twalk", "Rlerror"... or "unknown type".
 std::string_view type_name(Type type);

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
+#include <sys/uio.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <type_traits>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -38,7 +40,6 @@ constexpr uint32_t kAtRemoveDir = 0x200;  // P9_DOTL_AT_REMOVEDIR
 constexpr uint8_t kLockRead = 0, kLockWrite = 1, kLockUnlock = 2;
 constexpr uint8_t kLockSuccess = 0, kLockBlocked = 1, kLockError = 2;
 constexpr uint32_t kV9fsMagic = 0x01021997;
-constexpr size_t kReadHeader = kHeaderSize + 4;  // Rread/Rreaddir: header + count
 
 Type reply_type(Type request) { return static_cast<Type>(static_cast<uint8_t>(request) + 1); }
 
@@ -56,6 +57,30 @@ mode_t allowed_mode(uint32_t mode, bool directory) {
 }
 
 std::string proc_fd_path(int fd) { return fmt::format("/proc/self/fd/{}", fd); }
+
+// Keeps the first `count` bytes of `iov`: the entries needed, the last one
+// shortened. Returns how many entries that is.
+size_t clip(std::span<iovec> iov, size_t count) {
+    size_t entries = 0;
+    for (; entries < iov.size() && count > 0; ++entries) {
+        iov[entries].iov_len = std::min(iov[entries].iov_len, count);
+        count -= iov[entries].iov_len;
+    }
+    return entries;
+}
+
+// Drops the first `count` bytes of `iov` (a short pwritev's progress).
+std::span<iovec> advance(std::span<iovec> iov, size_t count) {
+    while (!iov.empty() && count >= iov.front().iov_len) {
+        count -= iov.front().iov_len;
+        iov = iov.subspan(1);
+    }
+    if (!iov.empty()) {
+        iov.front().iov_base = static_cast<uint8_t*>(iov.front().iov_base) + count;
+        iov.front().iov_len -= count;
+    }
+    return iov;
+}
 
 bool xattr_name_writable(std::string_view name) {
     return name.starts_with("user.") || name == "system.posix_acl_access" || name == "system.posix_acl_default";
@@ -105,33 +130,53 @@ Server::Stats Server::stats() const {
 }
 
 std::vector<uint8_t> Server::handle(std::span<const uint8_t> message, size_t reply_limit) {
+    std::vector<uint8_t> reply;
+    handle(message, reply_limit, DataBuffers{}, reply);
+    return reply;
+}
+
+size_t Server::handle(std::span<const uint8_t> message, size_t reply_limit, const DataBuffers& data,
+                      std::vector<uint8_t>& reply) {
     ++requests_;
-    auto decoded = decode_request(message);
+    reply.clear();
+    // An Rlerror, if the guest's buffers hold one.
+    auto answer_error = [&](uint16_t tag, int error) -> size_t {
+        ++errors_;
+        reply.clear();
+        if (reply_limit >= kHeaderSize + 4) error_reply(tag, error, reply);
+        return 0;
+    };
+    size_t external = 0;
+    for (const iovec& piece : data.write_from) external += piece.iov_len;
+    auto decoded = decode_request(message, external);
     if (auto* error = std::get_if<DecodeError>(&decoded)) {
         ++malformed_;
-        ++errors_;
         log_.log(spdlog::level::warn, fmt::format("{}: malformed request: {}", name_, error->reason));
-        if (!error->tag || reply_limit < kHeaderSize + 4) return {};
-        return error_reply(*error->tag, error->error);
+        if (!error->tag) {
+            ++errors_;
+            return 0;
+        }
+        return answer_error(*error->tag, error->error);
     }
     const Request& request = std::get<Request>(decoded);
-    if (request.type != Type::Tversion && msize_ == 0) {
-        ++errors_;
-        return reply_limit < kHeaderSize + 4 ? std::vector<uint8_t>{} : error_reply(request.tag, EPROTO);
-    }
+    if (request.type != Type::Tversion && msize_ == 0) return answer_error(request.tag, EPROTO);
     // The reply never exceeds the negotiated msize either.
     const size_t limit = request.type == Type::Tversion ? reply_limit : std::min<size_t>(reply_limit, msize_);
-    std::vector<uint8_t> reply;
     WireWriter out(reply);
     begin_reply(out, reply_type(request.type), request.tag);
-    int error = std::visit([&](const auto& body) { return serve(body, reply, limit); }, request.body);
-    if (error == 0 && reply.size() > limit) error = ENOBUFS;
-    if (error != 0) {
-        ++errors_;
-        return reply_limit < kHeaderSize + 4 ? std::vector<uint8_t>{} : error_reply(request.tag, error);
-    }
-    finish_reply(reply);
-    return reply;
+    size_t direct = 0;  // Rread's data put straight into data.read_into
+    int error = std::visit(
+        [&](const auto& body) {
+            using Body = std::decay_t<decltype(body)>;
+            if constexpr (std::is_same_v<Body, Read>) return serve(body, reply, limit, data.read_into, direct);
+            else if constexpr (std::is_same_v<Body, Write>) return serve(body, reply, data.write_from);
+            else return serve(body, reply, limit);
+        },
+        request.body);
+    if (error == 0 && reply.size() + direct > limit) error = ENOBUFS;
+    if (error != 0) return answer_error(request.tag, error);
+    patch_u32(reply, 0, static_cast<uint32_t>(reply.size() + direct));
+    return direct;
 }
 
 // --- The fid table ------------------------------------------------------------
@@ -354,7 +399,7 @@ int Server::serve(const Lcreate& m, std::vector<uint8_t>& reply, size_t) {
     return 0;
 }
 
-int Server::serve(const Read& m, std::vector<uint8_t>& reply, size_t limit) {
+int Server::serve(const Read& m, std::vector<uint8_t>& reply, size_t limit, std::span<iovec> into, size_t& direct) {
     FidPtr fid = find(m.fid);
     if (!fid) return EBADF;
     std::lock_guard lock(fid->mutex);
@@ -362,7 +407,7 @@ int Server::serve(const Read& m, std::vector<uint8_t>& reply, size_t limit) {
     const size_t count = std::min<size_t>(m.count, room);
     const size_t start = reply.size();
     WireWriter(reply).u32(0);
-    if (fid->kind == Fid::Kind::XattrRead) {
+    if (fid->kind == Fid::Kind::XattrRead) {  // small, and already in memory: into the reply
         const size_t offset = std::min<uint64_t>(m.offset, fid->xattr.size());
         const size_t n = std::min(count, fid->xattr.size() - offset);
         reply.insert(reply.end(), fid->xattr.begin() + static_cast<std::ptrdiff_t>(offset),
@@ -372,41 +417,56 @@ int Server::serve(const Read& m, std::vector<uint8_t>& reply, size_t limit) {
     }
     if (fid->kind != Fid::Kind::Path || !fid->file || fid->directory) return EBADF;
     if (m.offset > static_cast<uint64_t>(INT64_MAX)) return EINVAL;
-    reply.resize(start + 4 + count);
+    iovec in_reply{};
+    if (into.empty()) {  // no guest buffers given: the data follows the count in `reply`
+        reply.resize(start + 4 + count);
+        in_reply = {reply.data() + start + 4, count};
+        into = std::span(&in_reply, 1);
+    }
+    // More entries than IOV_MAX: fewer bytes, a short read the client continues.
+    const int entries = static_cast<int>(std::min<size_t>(clip(into, count), IOV_MAX));
     ssize_t n;
-    do n = ::pread(fid->file.get(), reply.data() + start + 4, count, static_cast<off_t>(m.offset));
+    do n = ::preadv(fid->file.get(), into.data(), entries, static_cast<off_t>(m.offset));
     while (n < 0 && errno == EINTR);
     if (n < 0) return errno;
-    reply.resize(start + 4 + static_cast<size_t>(n));
+    if (in_reply.iov_base) reply.resize(start + 4 + static_cast<size_t>(n));
+    else direct = static_cast<size_t>(n);
     patch_u32(reply, start, static_cast<uint32_t>(n));
     bytes_read_ += static_cast<uint64_t>(n);
     return 0;
 }
 
-int Server::serve(const Write& m, std::vector<uint8_t>& reply, size_t) {
+int Server::serve(const Write& m, std::vector<uint8_t>& reply, std::span<iovec> from) {
     FidPtr fid = find(m.fid);
     if (!fid) return EBADF;
     std::lock_guard lock(fid->mutex);
     if (fid->kind == Fid::Kind::XattrWrite) {
         // The value comes in order, and no more than Txattrcreate announced.
-        if (m.offset != fid->xattr.size() || fid->xattr.size() + m.data.size() > fid->xattr_size) return EINVAL;
+        if (m.offset != fid->xattr.size() || fid->xattr.size() + m.count > fid->xattr_size) return EINVAL;
         fid->xattr.insert(fid->xattr.end(), m.data.begin(), m.data.end());
-        WireWriter(reply).u32(static_cast<uint32_t>(m.data.size()));
+        for (const iovec& piece : from) {
+            const auto* bytes = static_cast<const uint8_t*>(piece.iov_base);
+            fid->xattr.insert(fid->xattr.end(), bytes, bytes + piece.iov_len);
+        }
+        WireWriter(reply).u32(m.count);
         return 0;
     }
     if (fid->kind != Fid::Kind::Path || !fid->file || fid->directory || !fid->writable) return EBADF;
     if (options_.read_only) return EROFS;
     if (m.offset > static_cast<uint64_t>(INT64_MAX)) return EINVAL;
+    iovec in_message{const_cast<uint8_t*>(m.data.data()), m.data.size()};  // pwritev only reads it
+    std::span<iovec> rest = from.empty() ? std::span(&in_message, 1) : from;
     size_t done = 0;
-    while (done < m.data.size()) {
-        const ssize_t n = ::pwrite(fid->file.get(), m.data.data() + done, m.data.size() - done,
-                                   static_cast<off_t>(m.offset + done));
+    while (done < m.count && !rest.empty()) {
+        const int entries = static_cast<int>(std::min<size_t>(rest.size(), IOV_MAX));
+        const ssize_t n = ::pwritev(fid->file.get(), rest.data(), entries, static_cast<off_t>(m.offset + done));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             if (done == 0) return n < 0 ? errno : EIO;
             break;  // a short write: what was written counts
         }
         done += static_cast<size_t>(n);
+        rest = advance(rest, static_cast<size_t>(n));
     }
     bytes_written_ += done;
     WireWriter(reply).u32(static_cast<uint32_t>(done));

@@ -32,6 +32,8 @@
 // pool); requests on different fids proceed in parallel, requests on one
 // fid are serialized by that fid.
 
+#include <sys/uio.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -46,6 +48,20 @@
 #include "vmm/core/rate_limited_log.h"
 
 namespace minikvm::p9 {
+
+// The guest's own buffers for the data of Tread and Twrite: host views of
+// guest RAM that the device translated through GuestMemory (bounds-checked),
+// so file data moves between the host file and the guest in one preadv or
+// pwritev, never through a copy. The server may shorten or advance these
+// iovecs while it uses them.
+struct DataBuffers {
+    // Where an Rread's data goes: the guest's reply room after the Rread's
+    // 11-byte head (kReadHeader), at least reply_limit - 11 bytes.
+    std::span<iovec> read_into = {};
+    // A Twrite's data left in the guest's buffers: the message handed over
+    // ends at count (kWriteFields bytes; decode_request's external_data).
+    std::span<iovec> write_from = {};
+};
 
 struct ServerOptions {
     bool read_only = false;
@@ -62,8 +78,16 @@ public:
     Server(std::unique_ptr<SharedTree> tree, ServerOptions options, std::string name);
     ~Server();
 
-    // Handles one request and returns its reply, at most `reply_limit` bytes
-    // (the guest's buffers); empty when the message cannot be answered.
+    // Handles one request. Its reply, at most `reply_limit` bytes in all (the
+    // guest's buffers), goes into `reply` (cleared first: a caller reuses one
+    // per thread), except an Rread's data when `data.read_into` is given:
+    // that goes straight into those buffers and `reply` holds the Rread's
+    // 11-byte head. Returns the bytes put there (0 for every other reply).
+    // `reply` is left empty when the message cannot be answered.
+    size_t handle(std::span<const uint8_t> message, size_t reply_limit, const DataBuffers& data,
+                  std::vector<uint8_t>& reply);
+    // The same with every byte of the reply in the returned vector (tests,
+    // the fuzz target).
     std::vector<uint8_t> handle(std::span<const uint8_t> message, size_t reply_limit);
     // Forgets every fid and the msize (device reset).
     void reset();
@@ -92,8 +116,10 @@ private:
     int serve(const Attach& m, std::vector<uint8_t>& reply, size_t limit);
     int serve(const Flush& m, std::vector<uint8_t>& reply, size_t limit);
     int serve(const Walk& m, std::vector<uint8_t>& reply, size_t limit);
-    int serve(const Read& m, std::vector<uint8_t>& reply, size_t limit);
-    int serve(const Write& m, std::vector<uint8_t>& reply, size_t limit);
+    // `into`: DataBuffers::read_into; `direct` gets the bytes read there.
+    int serve(const Read& m, std::vector<uint8_t>& reply, size_t limit, std::span<iovec> into, size_t& direct);
+    // `from`: DataBuffers::write_from (empty: the data is in the message).
+    int serve(const Write& m, std::vector<uint8_t>& reply, std::span<iovec> from);
     int serve(const Clunk& m, std::vector<uint8_t>& reply, size_t limit);
     int serve(const Remove& m, std::vector<uint8_t>& reply, size_t limit);
     int serve(const Statfs& m, std::vector<uint8_t>& reply, size_t limit);
