@@ -3,17 +3,21 @@
 // under a session the input drives. Each input is a series of messages
 // (a framing byte, a 16-bit length, the bytes; the size field is made
 // right when the framing byte says so, so most messages reach the
-// handlers). Checked on every message: the reply fits the guest's
-// buffers, its size field is its length, its tag is the request's; after
-// every input, nothing outside the share changed.
+// handlers; another bit hands the reply room and a Twrite's data over in
+// pieces, as the device does). Checked on every message: the reply fits
+// the guest's buffers, its size field is its length (data put straight
+// into the buffers included), its tag is the request's; after every
+// input, nothing outside the share changed.
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -78,12 +82,38 @@ std::vector<uint8_t> message(p9::Type type, uint16_t tag, std::initializer_list<
     return out;
 }
 
-void check_reply(std::span<const uint8_t> request, const std::vector<uint8_t>& reply, size_t limit) {
-    if (reply.empty()) return;
-    if (reply.size() > limit || reply.size() < p9::kHeaderSize) std::abort();
+// `direct`: data bytes the server put into the guest's buffers, not `reply`.
+void check_reply(std::span<const uint8_t> request, const std::vector<uint8_t>& reply, size_t limit,
+                 size_t direct = 0) {
+    if (reply.empty()) {
+        if (direct != 0) std::abort();
+        return;
+    }
+    if (reply.size() + direct > limit || reply.size() < p9::kHeaderSize) std::abort();
+    if (direct != 0 && reply.size() != p9::kReadHeader) std::abort();  // the data follows Rread's head
     const uint32_t size = reply[0] | (reply[1] << 8) | (reply[2] << 16) | (uint32_t{reply[3]} << 24);
-    if (size != reply.size()) std::abort();
+    if (size != reply.size() + direct) std::abort();
     if (request.size() >= p9::kHeaderSize && (reply[5] != request[5] || reply[6] != request[6])) std::abort();
+}
+
+// The guest's buffers as the device hands them over: the reply room past
+// Rread's head, and a Twrite's data, each in pieces of up to 7 bytes.
+void handle_with_buffers(p9::Server& server, std::span<const uint8_t> request, size_t limit) {
+    static std::vector<uint8_t> room, reply;
+    static std::vector<iovec> read_into, write_from;
+    room.assign(limit, 0);
+    read_into.clear();
+    for (size_t at = p9::kReadHeader; at < limit; at += 7)
+        read_into.push_back({room.data() + at, std::min<size_t>(7, limit - at)});
+    std::span<const uint8_t> message = request;
+    write_from.clear();
+    if (request.size() > p9::kWriteFields && request[4] == static_cast<uint8_t>(p9::Type::Twrite)) {
+        message = request.first(p9::kWriteFields);
+        for (size_t at = p9::kWriteFields; at < request.size(); at += 7)
+            write_from.push_back({const_cast<uint8_t*>(request.data() + at), std::min<size_t>(7, request.size() - at)});
+    }
+    const size_t direct = server.handle(message, limit, p9::DataBuffers{read_into, write_from}, reply);
+    check_reply(request, reply, limit, direct);
 }
 
 }  // namespace
@@ -109,9 +139,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         at += length;
         if ((framing & 1) && request.size() >= 4)
             p9::patch_u32(request, 0, static_cast<uint32_t>(request.size()));
-        // The guest's buffers: usually roomy, sometimes tight.
+        // The guest's buffers: usually roomy, sometimes tight; in one piece
+        // or in the device's pieces.
         const size_t limit = (framing & 2) ? framing : 1 << 17;
-        check_reply(request, server.handle(request, limit), limit);
+        if (framing & 4) handle_with_buffers(server, request, limit);
+        else check_reply(request, server.handle(request, limit), limit);
     }
     if (!sandbox.outside_intact()) std::abort();
     return 0;
