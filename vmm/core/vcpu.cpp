@@ -45,6 +45,16 @@ void Vcpu::set_sregs(const kvm_sregs& sregs) const {
     check(::ioctl(fd_.get(), KVM_SET_SREGS, &sregs), "KVM_SET_SREGS");
 }
 
+kvm_fpu Vcpu::fpu() const {
+    kvm_fpu fpu{};
+    check(::ioctl(fd_.get(), KVM_GET_FPU, &fpu), "KVM_GET_FPU");
+    return fpu;
+}
+
+void Vcpu::set_guest_debug(const kvm_guest_debug& debug) const {
+    check(::ioctl(fd_.get(), KVM_SET_GUEST_DEBUG, &debug), "KVM_SET_GUEST_DEBUG");
+}
+
 void Vcpu::set_fpu(const kvm_fpu& fpu) const { check(::ioctl(fd_.get(), KVM_SET_FPU, &fpu), "KVM_SET_FPU"); }
 
 uint32_t Vcpu::tsc_khz() const {

@@ -29,7 +29,10 @@ public:
     void set_regs(const kvm_regs& regs) const;
     kvm_sregs sregs() const;
     void set_sregs(const kvm_sregs& sregs) const;
+    kvm_fpu fpu() const;
     void set_fpu(const kvm_fpu& fpu) const;
+    // KVM_SET_GUEST_DEBUG: breakpoints, single-step, debug registers (a debugger's).
+    void set_guest_debug(const kvm_guest_debug& debug) const;
     void set_cpuid(std::span<const kvm_cpuid_entry2> entries) const;
     // Sets each (index, value) pair; throws if KVM accepts fewer.
     void set_msrs(std::span<const std::pair<uint32_t, uint64_t>> msrs) const;

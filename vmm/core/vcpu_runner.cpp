@@ -97,6 +97,10 @@ void VcpuRunner::thread_main() {
 void VcpuRunner::loop() {
     bool first_run = true;
     while (!stop_requested_.load(std::memory_order_acquire)) {
+        if (gate_ != nullptr) {
+            gate_->pass(vcpu_.index());
+            if (stop_requested_.load(std::memory_order_acquire)) return;
+        }
         if (first_run) {
             const double ms =
                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - process_start_).count();
@@ -179,7 +183,12 @@ bool VcpuRunner::handle_exit() {
                           fmt::format("vCPU {}: guest crash (system event {})", vcpu_.index(), run.system_event.type));
             return false;
         }
+    case KVM_EXIT_DEBUG:
+        if (debug_hook_ == nullptr) break;
+        debug_hook_->debug_exit(vcpu_, run.debug.arch);
+        return true;
     case KVM_EXIT_INTERNAL_ERROR: {
+        if (debug_hook_ != nullptr && debug_hook_->internal_error(vcpu_)) return true;
         std::string data;
         for (uint32_t i = 0; i < std::min<uint32_t>(run.internal.ndata, 16); ++i)
             data += fmt::format(" {:#x}", run.internal.data[i]);
@@ -198,11 +207,12 @@ bool VcpuRunner::handle_exit() {
     case KVM_EXIT_INTR:
         return true;
     default:
-        log_lines(spdlog::level::err, dump_registers(vcpu_));
-        stop_.request(to_int(ExitCode::GuestCrash),
-                      fmt::format("vCPU {}: unexpected KVM exit reason {}", vcpu_.index(), run.exit_reason));
-        return false;
+        break;
     }
+    log_lines(spdlog::level::err, dump_registers(vcpu_));
+    stop_.request(to_int(ExitCode::GuestCrash),
+                  fmt::format("vCPU {}: unexpected KVM exit reason {}", vcpu_.index(), run.exit_reason));
+    return false;
 }
 
 }  // namespace minikvm

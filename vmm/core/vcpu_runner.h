@@ -12,6 +12,8 @@
 #include "vmm/core/bus.h"
 #include "vmm/core/stop_request.h"
 #include "vmm/core/vcpu.h"
+#include "vmm/core/vcpu_debug_hook.h"
+#include "vmm/core/vcpu_gate.h"
 
 namespace minikvm {
 
@@ -37,9 +39,19 @@ public:
     // the user. Only vCPU threads unblock it.
     static int kick_signal();
 
+    // With a debugger (--gdb): the all-stop gate passed before every
+    // KVM_RUN, and who hears KVM_EXIT_DEBUG. Before start().
+    void attach_debugger(VcpuGate& gate, VcpuDebugHook& hook) {
+        gate_ = &gate;
+        debug_hook_ = &hook;
+    }
+
     void start();
     void request_stop();
     void join();
+    // Forces the vCPU out of KVM_RUN soon (a signal, and immediate_exit for
+    // a thread not in KVM_RUN yet); it then looks at its requests.
+    void kick();
 
     void request_probe();
     ProbeResult probe_result() const { return probe_result_.load(std::memory_order_acquire); }
@@ -56,13 +68,14 @@ private:
     void loop();
     // Returns false when the VM must stop.
     bool handle_exit();
-    void kick();
     void run_probe();
 
     Vcpu& vcpu_;
     IoBus& io_bus_;
     MmioBus& mmio_bus_;
     StopRequest& stop_;
+    VcpuGate* gate_ = nullptr;
+    VcpuDebugHook* debug_hook_ = nullptr;
     std::thread thread_;
     std::atomic<bool> stop_requested_{false};
     std::atomic<bool> probe_requested_{false};
