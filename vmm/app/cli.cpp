@@ -414,6 +414,12 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
     app.add_option("--fail-on", fail_on_text,
                    "kernel reports on a console that make the exit code 22 (the run goes on to its end; the report "
                    "is saved): all or a comma-separated list of " + kernel_report_names());
+    std::string gdb_text;
+    app.add_option("--gdb", gdb_text,
+                   "serve the GDB remote protocol on ADDRESS: tcp:HOST:PORT, tcp::PORT (127.0.0.1), unix:PATH or a "
+                   "path; one gdb at a time (target remote ...)");
+    app.add_flag("--gdb-wait", machine.gdb_wait, "with --gdb: hold every vCPU before its first instruction until gdb "
+                 "continues");
     std::string console_log;
     app.add_option("--console-log", console_log, "also write everything the guest prints, on every console, to FILE");
     std::string report;
@@ -487,6 +493,12 @@ CliOutcome parse_command_line(const std::vector<std::string>& args, uint64_t hos
         machine.vfio_devices.push_back({"--vfio-pci " + text, *address});
     }
     if (!initrd.empty()) machine.initrd_path = initrd;
+    if (!gdb_text.empty()) {
+        std::string error;
+        machine.gdb = gdb::parse_gdb_address(gdb_text, error);
+        if (!machine.gdb) return usage_error(fmt::format("--gdb {}: {}", gdb_text, error));
+    }
+    if (machine.gdb_wait && !machine.gdb) return usage_error("--gdb-wait needs --gdb ADDRESS");
     if (!timeout_text.empty()) {
         std::optional<std::chrono::milliseconds> timeout = parse_duration(timeout_text);
         if (!timeout || timeout->count() == 0)

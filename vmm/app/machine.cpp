@@ -168,6 +168,7 @@ Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_po
     write_boot_tables(memory_);
     add_devices();
     set_up_vcpus(boot.entry);
+    if (config.gdb) set_up_gdb();
 }
 
 Machine::~Machine() = default;
@@ -363,6 +364,22 @@ void Machine::set_up_vcpus(uint64_t entry) {
     }
 }
 
+void Machine::set_up_gdb() {
+    gdb_gate_ = std::make_unique<VcpuGate>(vcpus_.size(), config_.gdb_wait);
+    std::vector<const Vcpu*> vcpus;
+    for (const auto& vcpu : vcpus_) vcpus.push_back(vcpu.get());
+    // Which KVM_GUESTDBG_* flags this KVM knows (0: it does not say).
+    const int flags = kvm_.check_extension(KVM_CAP_SET_GUEST_DEBUG2);
+    gdb_target_ = std::make_unique<gdb::KvmGdbTarget>(
+        std::move(vcpus), memory_, *gdb_gate_, static_cast<uint32_t>(std::max(flags, 0)),
+        [this] { stop_.request(to_int(ExitCode::Stopped), "killed by gdb"); });
+    try {
+        gdb_server_ = std::make_unique<gdb::GdbServer>(*config_.gdb, *gdb_target_, *gdb_gate_);
+    } catch (const gdb::GdbServerError& error) {
+        fail(ExitCode::BadDevice, "--gdb: {}", error.what());
+    }
+}
+
 int Machine::run() {
     // Stop signals, SIGWINCH and SIGUSR1 (state dump) are read from a signalfd here; every thread
     // inherits the block (signal_block_), and vCPU threads unblock only the
@@ -387,7 +404,20 @@ int Machine::run() {
             console_input_ = &*input;
         }
         for (auto& vcpu : vcpus_) runners_.push_back(std::make_unique<VcpuRunner>(*vcpu, io_bus_, mmio_bus_, stop_, process_start_));
+        if (gdb_server_) {
+            for (auto& runner : runners_) runner->attach_debugger(*gdb_gate_, *gdb_target_);
+            gdb_gate_->set_kick([this](size_t index) { runners_[index]->kick(); });
+        }
         for (auto& runner : runners_) runner->start();
+        if (gdb_server_) {
+            gdb_server_->start();
+            if (config_.gdb_wait) {
+                const std::string line = fmt::format(
+                    "minikvm: waiting for gdb on {} (every vCPU held before its first instruction)\n",
+                    gdb_server_->address().text());
+                write_to_stderr(std::span(reinterpret_cast<const uint8_t*>(line.data()), line.size()));
+            }
+        }
 
         const auto deadline = config_.timeout ? std::optional(process_start_ + *config_.timeout) : std::nullopt;
         bool timed_out = false;
@@ -412,6 +442,7 @@ int Machine::run() {
             }
             if (ready == 0) probe_for_halt();
         }
+        if (gdb_gate_) gdb_gate_->shut_down();  // parked vCPUs see their stop request
         for (auto& runner : runners_) runner->request_stop();
         for (auto& runner : runners_) runner->join();
         // Output the guest queued on virtio-console but the event loop has
@@ -425,6 +456,8 @@ int Machine::run() {
     log_device_summaries();
     log_kernel_report();
     const auto [status, reason] = verdict();
+    // A gdb waiting on the running guest hears how it ended (W).
+    if (gdb_server_) gdb_server_->finish(status);
     std::vector<std::string> hints = log_boot_hints(status);
     hints.insert(hints.end(), idle_devices.begin(), idle_devices.end());
     build_report(status, reason, std::move(hints));

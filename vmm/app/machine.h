@@ -34,6 +34,8 @@
 #include "vmm/app/vfio_assignment.h"
 #include "vmm/app/virtio_registry.h"
 #include "vmm/backends/console_input.h"
+#include "vmm/backends/gdb/gdb_server.h"
+#include "vmm/backends/gdb/kvm_gdb_target.h"
 #include "vmm/core/bus.h"
 #include "vmm/core/event_loop.h"
 #include "vmm/core/gsi_routing.h"
@@ -43,6 +45,7 @@
 #include "vmm/core/signal_block.h"
 #include "vmm/core/stop_request.h"
 #include "vmm/core/vcpu.h"
+#include "vmm/core/vcpu_gate.h"
 #include "vmm/core/vcpu_runner.h"
 #include "vmm/core/vm.h"
 
@@ -188,6 +191,13 @@ private:
     std::vector<std::unique_ptr<Vcpu>> vcpus_;
     std::vector<std::unique_ptr<VcpuRunner>> runners_;
     int halted_probe_rounds_ = 0;
+    // --gdb: the all-stop gate every vCPU passes, the target over the vCPUs
+    // and the socket server; null without --gdb. Made once the vCPUs exist,
+    // so a bad or busy address is reported before any vCPU runs.
+    void set_up_gdb();
+    std::unique_ptr<VcpuGate> gdb_gate_;
+    std::unique_ptr<gdb::KvmGdbTarget> gdb_target_;
+    std::unique_ptr<gdb::GdbServer> gdb_server_;
 };
 
 }  // namespace minikvm

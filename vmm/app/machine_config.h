@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "vmm/backends/block/disk_config.h"
+#include "vmm/backends/gdb/gdb_address.h"
 #include "vmm/backends/net/net_config.h"
 #include "vmm/backends/p9/share_config.h"
 #include "vmm/backends/vfio/host_pci_address.h"
@@ -56,6 +57,11 @@ struct MachineConfig {
     std::optional<std::chrono::milliseconds> timeout;
     uint32_t fail_on = 0;
     std::optional<std::string> console_log_path;
+    // --gdb: a GDB remote-protocol server (vmm/backends/gdb/gdb_server.h);
+    // --gdb-wait: every vCPU held before its first instruction until gdb
+    // lets it run.
+    std::optional<gdb::GdbAddress> gdb;
+    bool gdb_wait = false;
 };
 
 }  // namespace minikvm
