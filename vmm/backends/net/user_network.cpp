@@ -226,15 +226,16 @@ void UserNetwork::send_to_guest(std::span<const uint8_t> frame) {
     // An empty header: a complete frame, nothing for the driver to do.
     out_buffer_.assign(header_size_, 0);
     out_buffer_.insert(out_buffer_.end(), frame.begin(), frame.end());
+    // Counted before the send: once sent, the guest may see the frame
+    // before this thread runs on.
+    to_guest_frames_.fetch_add(1, std::memory_order_relaxed);
     for (;;) {
-        if (::send(slirp_end_.get(), out_buffer_.data(), out_buffer_.size(), MSG_DONTWAIT) >= 0) {
-            to_guest_frames_.fetch_add(1, std::memory_order_relaxed);
-            return;
-        }
+        if (::send(slirp_end_.get(), out_buffer_.data(), out_buffer_.size(), MSG_DONTWAIT) >= 0) return;
         if (errno != EINTR) break;
     }
     // The guest is not taking frames as fast as they come (or is gone):
     // drop, as a full NIC ring would; TCP retransmits at a lower pace.
+    to_guest_frames_.fetch_sub(1, std::memory_order_relaxed);
     to_guest_dropped_.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -302,8 +303,10 @@ void UserNetwork::read_from_guest() {
         const net::Header header = net::decode(std::span<const uint8_t>(frame_buffer_.data(), header_size_));
         const std::span<const uint8_t> frame(frame_buffer_.data() + header_size_, length - header_size_);
         const std::string problem = net::complete_offloads(header, frame, [this](std::span<const uint8_t> out) {
-            slirp_input(slirp_, out.data(), static_cast<int>(out.size()));
+            // Counted first: libslirp may answer (and the guest see the
+            // answer) before slirp_input returns.
             to_slirp_frames_.fetch_add(1, std::memory_order_relaxed);
+            slirp_input(slirp_, out.data(), static_cast<int>(out.size()));
         });
         if (!problem.empty()) {
             unfinished_dropped_.fetch_add(1, std::memory_order_relaxed);
