@@ -83,7 +83,7 @@ struct test_list {
 void (*test_cleanup)(void);
 
 static const struct test_list* test_lists(unsigned* n) {
-    static struct test_list lists[13];
+    static struct test_list lists[14];
     lists[0] = (struct test_list){platform_tests, platform_test_count, true};
     lists[1] = (struct test_list){console_tests, console_test_count, true};
     lists[2] = (struct test_list){rule_tests, rule_test_count, true};
@@ -97,6 +97,7 @@ static const struct test_list* test_lists(unsigned* n) {
     lists[10] = (struct test_list){net_user_tests, net_user_test_count, false};
     lists[11] = (struct test_list){p9_tests, p9_test_count, true};
     lists[12] = (struct test_list){p9_bench_tests, p9_bench_test_count, false};
+    lists[13] = (struct test_list){net_user_bench_tests, net_user_bench_test_count, false};
     *n = ARRAY_SIZE(lists);
     return lists;
 }

@@ -31,6 +31,8 @@ extern const struct test net_tests[];
 extern const unsigned net_test_count;
 extern const struct test net_user_tests[]; /* not part of test=all: they need --net user */
 extern const unsigned net_user_test_count;
+extern const struct test net_user_bench_tests[]; /* not part of test=all */
+extern const unsigned net_user_bench_test_count;
 extern const struct test bench_tests[];  /* not part of test=all */
 extern const unsigned bench_test_count;
 extern const struct test blk_tests[];
