@@ -7,10 +7,18 @@
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <exception>
+#include <fstream>
+#include <thread>
 
 #include <chrono>
 #include <cstring>
@@ -23,6 +31,7 @@
 #include "vmm/core/error.h"
 #include "vmm/core/event_loop.h"
 #include "vmm/core/unique_fd.h"
+#include "temp_file.h"
 
 using namespace minikvm;
 using Bytes = std::vector<uint8_t>;
@@ -253,4 +262,102 @@ TEST_CASE("user network: a TSO super-packet from the guest is segmented before l
     for (int i = 0; i < 250 && network->counters().to_slirp_frames < 3; ++i) ::usleep(20'000);
     CHECK(network->counters().to_slirp_frames == 3);
     CHECK(network->counters().unfinished_dropped == 0);
+}
+
+namespace {
+
+// A UDP datagram from the guest (10.0.2.15:port) to `to`:53 carrying `payload`.
+Bytes udp_from_guest(const uint8_t* to_mac, const uint8_t* to_ip, uint16_t port, uint16_t to_port, const Bytes& payload) {
+    Bytes f = ethernet(to_mac, 0x0800, 20 + 8 + payload.size());
+    const size_t ip = 14, udp = 34;
+    f[ip] = 0x45;
+    put16(f, ip + 2, static_cast<uint16_t>(20 + 8 + payload.size()));
+    f[ip + 8] = 64;
+    f[ip + 9] = 17;
+    std::memcpy(&f[ip + 12], kGuestIp, 4);
+    std::memcpy(&f[ip + 16], to_ip, 4);
+    put16(f, ip + 10, net::checksum_finish(net::checksum_add(0, std::span(f).subspan(ip, 20))));
+    put16(f, udp, port);
+    put16(f, udp + 2, to_port);
+    put16(f, udp + 4, static_cast<uint16_t>(8 + payload.size()));
+    std::copy(payload.begin(), payload.end(), f.begin() + 42);
+    return f;
+}
+
+}  // namespace
+
+TEST_CASE("user network: DNS to 10.0.2.3 is answered by the host's resolver", "[net][slirp]") {
+    // The host's resolver is ours: a private network and mount namespace on
+    // one thread (root only), where /etc/resolv.conf names 127.0.0.1 and
+    // this test answers on its port 53. Threads started here (the event
+    // loop's) inherit both namespaces.
+    bool isolated = false;
+    std::exception_ptr failure;
+    const std::string conf = "nameserver 127.0.0.1\n";
+    TempFile resolv_conf(std::vector<uint8_t>(conf.begin(), conf.end()));
+    std::thread worker([&] {
+        try {
+            if (::unshare(CLONE_NEWNET | CLONE_NEWNS) != 0) return;  // not root: nothing to do here
+            isolated = true;
+            REQUIRE(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0);
+            REQUIRE(::mount(resolv_conf.path().c_str(), "/etc/resolv.conf", nullptr, MS_BIND, nullptr) == 0);
+            UniqueFd control(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+            ifreq up{};
+            std::strcpy(up.ifr_name, "lo");
+            up.ifr_flags = IFF_UP;
+            REQUIRE(::ioctl(control.get(), SIOCSIFFLAGS, &up) == 0);
+            UniqueFd resolver(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+            sockaddr_in at{};
+            at.sin_family = AF_INET;
+            at.sin_port = htons(53);
+            at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            REQUIRE(::bind(resolver.get(), reinterpret_cast<sockaddr*>(&at), sizeof at) == 0);
+
+            EventLoop loop;
+            auto network = UserNetwork::open({}, loop);
+            const Guest guest{network->fd()};
+            guest.send(arp_request(kHostIp));  // libslirp learns our MAC
+            REQUIRE(guest.receive([](const Bytes& f) { return is_arp(f, 2, kGuestIp); }));
+
+            // "minikvm.test", type A, class IN, recursion desired.
+            const Bytes query = {0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 7, 'm', 'i', 'n', 'i', 'k',
+                                 'v', 'm', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1};
+            const uint8_t dns_ip[4] = {10, 0, 2, 3};
+            const uint8_t dns_mac[6] = {0x52, 0x55, 10, 0, 2, 3};
+            guest.send(udp_from_guest(dns_mac, dns_ip, 40053, 53, query));
+
+            pollfd p{.fd = resolver.get(), .events = POLLIN, .revents = 0};
+            REQUIRE(::poll(&p, 1, 5000) == 1);
+            Bytes asked(512);
+            sockaddr_in from{};
+            socklen_t from_length = sizeof from;
+            const ssize_t n = ::recvfrom(resolver.get(), asked.data(), asked.size(), 0,
+                                         reinterpret_cast<sockaddr*>(&from), &from_length);
+            REQUIRE(n == static_cast<ssize_t>(query.size()));
+            asked.resize(static_cast<size_t>(n));
+            CHECK(asked == query);
+            // The answer: minikvm.test is 10.0.2.99.
+            Bytes answer = query;
+            answer[2] = 0x81;
+            answer[3] = 0x80;
+            answer[7] = 1;
+            const Bytes record = {0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 2, 99};
+            answer.insert(answer.end(), record.begin(), record.end());
+            REQUIRE(::sendto(resolver.get(), answer.data(), answer.size(), 0, reinterpret_cast<sockaddr*>(&from),
+                             from_length) == static_cast<ssize_t>(answer.size()));
+
+            const std::optional<Bytes> reply = guest.receive([](const Bytes& f) {
+                return f.size() >= 42 && get16(f, 12) == 0x0800 && f[23] == 17 && get16(f, 34) == 53 &&
+                       get16(f, 36) == 40053;
+            });
+            REQUIRE(reply);
+            CHECK(std::memcmp(&(*reply)[26], dns_ip, 4) == 0);  // from 10.0.2.3
+            CHECK(Bytes(reply->begin() + 42, reply->end()) == answer);
+        } catch (...) {
+            failure = std::current_exception();
+        }
+    });
+    worker.join();
+    if (failure) std::rethrow_exception(failure);
+    if (!isolated) WARN("not root: no private namespaces for a resolver of our own; DNS forwarding not checked");
 }
