@@ -139,6 +139,7 @@ public:
     explicit FuzzTap(UniqueFd fd) : fd_(std::move(fd)) {}
     int fd() const override { return fd_.get(); }
     const std::string& name() const override { return name_; }
+    std::string label() const override { return "tap " + name_; }
     void set_offloads(unsigned) override {}
     void set_header_size(int) override {}
 
