@@ -62,7 +62,11 @@ static bool bring_up(uint32_t features, unsigned count, uint32_t size) {
 static bool check_data(const uint8_t* frame, int len, uint32_t seq, uint32_t want_len) {
     static uint8_t want[ETH_MAX_FRAME];
     peer_data_frame(want, want_len, seq);
-    CHECK((uint32_t)len == want_len, "data frame %u: %d bytes, want %u", seq, len, want_len);
+    /* What arrived instead, when it is not the frame: for a stray frame on
+     * the test's bridge, its type and sender say where it came from. */
+    CHECK((uint32_t)len == want_len, "data frame %u: %d bytes, want %u (EtherType 0x%04x from %02x:%02x:%02x:%02x:%02x:%02x)",
+          seq, len, want_len, len >= 14 ? (unsigned)(frame[12] << 8 | frame[13]) : 0u, frame[6], frame[7], frame[8],
+          frame[9], frame[10], frame[11]);
     CHECK(memcmp(frame, net_dev.mac, 6) == 0 && memcmp(frame + 6, peer_mac, 6) == 0,
           "data frame %u: addresses %02x:..:%02x -> %02x:..:%02x", seq, frame[6], frame[11], frame[0], frame[5]);
     for (uint32_t i = 12; i < want_len; ++i)
