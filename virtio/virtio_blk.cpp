@@ -76,10 +76,12 @@ VirtioBlk::VirtioBlk(std::string name, DiskImage image, const DiskConfig& config
         std::lock_guard lock(device_lock());
         on_completions(false);
     });
+    events_.add_poller(*this);
 }
 
 VirtioBlk::~VirtioBlk() {
-    // No completion handler may run past this point...
+    // No completion handler or poll may run past this point...
+    events_.remove_poller(*this);
     events_.unwatch(backend_->completion_fd());
     // ...and nothing may be in flight when the backend and the file go.
     std::lock_guard lock(device_lock());
@@ -149,6 +151,37 @@ void VirtioBlk::queue_notified(unsigned index) {
     process_queue();
 }
 
+// --- Polling ------------------------------------------------------------------
+
+void VirtioBlk::begin_polling() {
+    std::lock_guard lock(device_lock());
+    polling_ = true;
+    if (!queues_.empty() && queues_[kRequestQueue].ready()) queues_[kRequestQueue].disable_notifications();
+}
+
+bool VirtioBlk::poll() {
+    std::lock_guard lock(device_lock());
+    const bool completed = backend_->in_flight() > 0 && on_completions(false);
+    if (queues_.empty()) return completed;
+    VirtQueue& queue = queues_[kRequestQueue];
+    // A broken queue was reported when it broke; has_available() says no.
+    if (!queue.has_available()) return completed;
+    process_queue();
+    return true;
+}
+
+bool VirtioBlk::end_polling() {
+    std::lock_guard lock(device_lock());
+    polling_ = false;
+    if (queues_.empty()) return false;
+    VirtQueue& queue = queues_[kRequestQueue];
+    // enable_notifications() re-checks the ring after the switch: a request
+    // made available just before it gets no kick, so it is taken here.
+    if (!queue.ready() || queue.broken() || !queue.enable_notifications()) return false;
+    process_queue();
+    return true;
+}
+
 void VirtioBlk::wait_idle() {
     std::lock_guard lock(device_lock());
     while (backend_->in_flight() > 0) on_completions(true);
@@ -166,11 +199,12 @@ VirtioBlk::Stats VirtioBlk::stats() const {
 void VirtioBlk::process_queue() {
     VirtQueue& queue = queues_[kRequestQueue];
     if (!queue.ready()) return;
-    // Kicks are pointless while we are taking everything there is anyway.
+    // Kicks are pointless while we are taking everything there is anyway,
+    // and while polling.
     do {
         queue.disable_notifications();
         while (auto chain = queue.pop()) start_request(std::move(*chain));
-    } while (!queue.broken() && queue.enable_notifications());
+    } while (!polling_ && !queue.broken() && queue.enable_notifications());
     if (queue.broken()) signals_->signal_device_broken(queue.broken_reason());
     backend_->kick();  // one batch for everything this kick found
     publish();         // what completed at once (get ID, rejected requests...)
@@ -278,7 +312,7 @@ BlockRequest VirtioBlk::backend_request(uint16_t head) const {
     return out;
 }
 
-void VirtioBlk::on_completions(bool wait) {
+bool VirtioBlk::on_completions(bool wait) {
     completions_.clear();
     backend_->reap(completions_, wait);
     for (const BlockCompletion& completion : completions_) {
@@ -299,6 +333,7 @@ void VirtioBlk::on_completions(bool wait) {
         }
     }
     publish();
+    return !completions_.empty();
 }
 
 void VirtioBlk::complete(uint16_t head, uint8_t status, uint64_t produced) {

@@ -33,6 +33,12 @@
 // requests in flight and the backend. reset() and the destructor wait for every operation in flight
 // (cancelling those not yet started), so no I/O touches guest memory after
 // they return.
+//
+// Polling. The device is a Poller of its event source: while the loop
+// polls it, the driver is told not to notify (VRING_USED_F_NO_NOTIFY, or
+// avail_event left behind with EVENT_IDX), new requests are taken from the
+// ring and completions reaped as soon as they are there; when polling ends,
+// notifications go back on and the ring is looked at once more.
 
 #include <atomic>
 #include <cstdint>
@@ -54,7 +60,7 @@
 
 namespace minikvm {
 
-class VirtioBlk : public VirtioDevice {
+class VirtioBlk : public VirtioDevice, private Poller {
 public:
     static constexpr unsigned kRequestQueue = 0;
     static constexpr uint16_t kQueueSize = 256;
@@ -131,6 +137,11 @@ public:
     Stats stats() const;
 
 private:
+    // Poller, each with device_lock() taken.
+    void begin_polling() override;
+    bool poll() override;
+    bool end_polling() override;
+
     // A request between parse and push, indexed by its chain head (unique
     // among the chains in flight).
     struct InFlight {
@@ -143,7 +154,8 @@ private:
     void process_queue();
     void start_request(DescriptorChain chain);
     BlockRequest backend_request(uint16_t head) const;
-    void on_completions(bool wait);
+    // Whether it completed anything.
+    bool on_completions(bool wait);
     void complete(uint16_t head, uint8_t status, uint64_t produced);
     void publish();
     void drain();
@@ -158,6 +170,7 @@ private:
 
     std::unique_ptr<BlockBackend> backend_;
     std::span<VirtQueue> queues_;  // empty while not active
+    bool polling_ = false;         // between begin_polling() and end_polling()
     VirtioTransportSignals* signals_ = nullptr;
     blk::Limits limits_;
     std::vector<InFlight> requests_;

@@ -324,6 +324,31 @@ TEST_CASE("--msix on|off: MSI-X on every virtio device, or INTx only") {
     CHECK_THAT(bad.message, Contains("--msix"));
 }
 
+TEST_CASE("--poll WINDOW: device-side polling window, 0 turns it off") {
+    using std::chrono::nanoseconds;
+    CHECK(parse_poll_window("0") == nanoseconds(0));
+    CHECK(parse_poll_window("50us") == nanoseconds(50'000));
+    CHECK(parse_poll_window("2ms") == nanoseconds(2'000'000));
+    CHECK(parse_poll_window("750ns") == nanoseconds(750));
+    CHECK(parse_poll_window("10ms") == nanoseconds(10'000'000));
+    CHECK_FALSE(parse_poll_window("11ms"));
+    CHECK_FALSE(parse_poll_window("50"));  // a unit is needed, except for 0
+    CHECK_FALSE(parse_poll_window("us"));
+    CHECK_FALSE(parse_poll_window("-5us"));
+    CHECK_FALSE(parse_poll_window("5s"));
+    auto plain = parse({"-k", "bz"});
+    REQUIRE(plain.command_line);
+    CHECK(plain.command_line->machine.poll_window == MachineConfig::kDefaultPollWindow);
+    auto off = parse({"-k", "bz", "--poll", "0"});
+    REQUIRE(off.command_line);
+    CHECK(off.command_line->machine.poll_window == nanoseconds(0));
+    auto window = parse({"-k", "bz", "--poll", "200us"});
+    REQUIRE(window.command_line);
+    CHECK(window.command_line->machine.poll_window == nanoseconds(200'000));
+    expect_option_error("poll", "forever", "not a poll window");
+    expect_option_error("poll", "1s", "at most 10ms");
+}
+
 TEST_CASE("verdict options: --timeout, --fail-on, --console-log") {
     using std::chrono::milliseconds;
     CHECK(parse_duration("90s") == milliseconds(90'000));

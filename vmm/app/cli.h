@@ -42,6 +42,8 @@ std::optional<uint64_t> parse_memory_size(const std::string& text);
 // "90s", "5m", "1h", "500ms", or a plain number of seconds. nullopt when
 // malformed or longer than 10^6 seconds (11 days).
 std::optional<std::chrono::milliseconds> parse_duration(const std::string& text);
+// --poll: "0", or a number with ns, us or ms, up to 10 ms.
+std::optional<std::chrono::nanoseconds> parse_poll_window(const std::string& text);
 
 // The value of one --disk option: comma-separated items
 //   path=FILE (required), ro, cache=none|writeback, aio=io_uring|threads,

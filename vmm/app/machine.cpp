@@ -99,6 +99,7 @@ Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_po
       process_start_(process_start),
       console_log_(open_console_log(config.console_log_path)),
       watcher_(config.fail_on),
+      event_loop_(config.poll_window),
       device_context_{event_loop_, [this](std::span<const uint8_t> bytes) { console_output(1, bytes, true); },
                       [this](std::span<const uint8_t> bytes) {
                           write_to_stderr(bytes);
@@ -233,6 +234,12 @@ void Machine::add_virtio_devices() {
 
 void Machine::dump_device_state(bool terminal_raw) const {
     std::string report = fmt::format("minikvm: state dump (SIGUSR1): {} virtio device(s)\n", virtio_slots_.size());
+    const EventLoop::PollStats poll = event_loop_.poll_stats();
+    if (poll.max_window_ns == 0)
+        report += "  event loop: polling off (--poll 0)\n";
+    else
+        report += fmt::format("  event loop: poll window {} us of at most {} us; {} polling phases, {} found work\n",
+                              poll.window_ns / 1000, poll.max_window_ns / 1000, poll.phases, poll.caught);
     for (const VirtioSlot& slot : virtio_slots_) report += slot.transport->state_report();
     if (vfio_) report += vfio_->state_report();
     // In raw mode a bare "\n" would not return the cursor.

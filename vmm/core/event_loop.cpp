@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <system_error>
@@ -27,8 +28,10 @@ uint32_t ready_bits(uint32_t events) {
 
 }  // namespace
 
-EventLoop::EventLoop()
-    : epoll_(::epoll_create1(EPOLL_CLOEXEC)), wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+EventLoop::EventLoop(std::chrono::nanoseconds max_poll_window)
+    : epoll_(::epoll_create1(EPOLL_CLOEXEC)),
+      wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      max_window_(std::max(max_poll_window, std::chrono::nanoseconds{0})) {
     if (!epoll_ || !wake_) throw std::system_error(errno, std::generic_category(), "event loop");
     epoll_event event{};
     event.events = EPOLLIN;
@@ -88,24 +91,124 @@ void EventLoop::unwatch(int fd) {
     handlers_.erase(fd);
 }
 
+void EventLoop::add_poller(Poller& poller) {
+    std::lock_guard lock(mutex_);
+    pollers_.push_back({&poller, false});
+}
+
+void EventLoop::remove_poller(Poller& poller) {
+    std::lock_guard lock(mutex_);  // waits for a running call to finish
+    std::erase_if(pollers_, [&](const PollerEntry& entry) { return entry.poller == &poller; });
+}
+
+EventLoop::PollStats EventLoop::poll_stats() const {
+    return {.phases = phases_.load(std::memory_order_relaxed),
+            .caught = caught_.load(std::memory_order_relaxed),
+            .window_ns = window_ns_.load(std::memory_order_relaxed),
+            .max_window_ns = static_cast<uint64_t>(max_window_.count())};
+}
+
 void EventLoop::run() {
-    epoll_event events[16];
+    using Clock = std::chrono::steady_clock;
+    bool polled_before = false;
+    Clock::time_point last_work;
     for (;;) {
-        int ready = ::epoll_wait(epoll_.get(), events, 16, -1);
-        if (ready < 0) {
-            if (errno == EINTR) continue;
-            spdlog::error("event loop: epoll_wait: {}", std::system_category().message(errno));
-            return;
-        }
-        for (int i = 0; i < ready; ++i) {
-            int fd = events[i].data.fd;
-            if (fd == wake_.get()) return;
+        if (dispatch(-1) < 0) return;
+        if (max_window_.count() == 0) continue;
+        {
             std::lock_guard lock(mutex_);
-            // A handler removed earlier in this batch must not run.
-            auto it = handlers_.find(fd);
-            if (it != handlers_.end()) it->second(ready_bits(events[i].events));
+            if (pollers_.empty()) continue;
         }
+        // How long after the last work this wake came: what a window would
+        // have had to span to catch it.
+        if (polled_before) adapt_window(Clock::now() - last_work);
+        polled_before = true;
+        if (!poll_phase()) return;
+        last_work = Clock::now();
     }
+}
+
+void EventLoop::adapt_window(std::chrono::nanoseconds gap) {
+    if (gap > max_window_) {
+        window_ /= 2;
+        if (window_ < kPollWindowStart) window_ = std::chrono::nanoseconds{0};
+    } else if (gap > window_) {
+        window_ = std::min(max_window_, std::max(window_ * 2, kPollWindowStart));
+    }
+    window_ns_.store(static_cast<uint64_t>(window_.count()), std::memory_order_relaxed);
+}
+
+bool EventLoop::poll_phase() {
+    using Clock = std::chrono::steady_clock;
+    if (window_.count() == 0) return true;
+    phases_.fetch_add(1, std::memory_order_relaxed);
+    bool caught = false;
+    auto last_work = Clock::now();
+    for (;;) {
+        const int handled = dispatch(0);
+        if (handled < 0) {
+            end_polling();
+            return false;
+        }
+        const bool found = poll_once() || handled > 0;
+        const auto now = Clock::now();
+        if (found) {
+            caught = true;
+            last_work = now;
+            continue;
+        }
+        if (now - last_work < window_) continue;
+        // Nothing for a whole window: notifications on, and the pollers'
+        // re-check. Work that slipped in at the switch keeps the phase going.
+        if (!end_polling()) break;
+        caught = true;
+        last_work = Clock::now();
+    }
+    if (caught) caught_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+}
+
+bool EventLoop::poll_once() {
+    bool found = false;
+    std::lock_guard lock(mutex_);
+    for (PollerEntry& entry : pollers_) {
+        if (!entry.polling) {
+            entry.poller->begin_polling();
+            entry.polling = true;
+        }
+        found = entry.poller->poll() || found;
+    }
+    return found;
+}
+
+bool EventLoop::end_polling() {
+    bool found = false;
+    std::lock_guard lock(mutex_);
+    for (PollerEntry& entry : pollers_) {
+        if (!entry.polling) continue;
+        entry.polling = false;
+        found = entry.poller->end_polling() || found;
+    }
+    return found;
+}
+
+int EventLoop::dispatch(int timeout_ms) {
+    epoll_event events[16];
+    const int ready = ::epoll_wait(epoll_.get(), events, 16, timeout_ms);
+    if (ready < 0) {
+        if (errno == EINTR) return 0;
+        spdlog::error("event loop: epoll_wait: {}", std::system_category().message(errno));
+        return -1;
+    }
+    for (int i = 0; i < ready; ++i) {
+        const int fd = events[i].data.fd;
+        if (fd == wake_.get()) return -1;
+        std::lock_guard lock(mutex_);
+        // A handler removed earlier in this batch must not run.
+        auto it = handlers_.find(fd);
+        if (it != handlers_.end()) it->second(ready_bits(events[i].events));
+    }
+    return ready;
 }
 
 }  // namespace minikvm

@@ -12,6 +12,24 @@
 
 namespace minikvm {
 
+// A device that can find its work by looking (its rings, its completion
+// queue) instead of waiting for an fd to wake it. While it is busy the event
+// source may poll it for a while with the driver's notifications off, which
+// spares the guest its notify exit per request (issue: exit-free I/O).
+// Calls come from the polling thread; the poller takes its own lock.
+class Poller {
+public:
+    virtual ~Poller() = default;
+    // Polling starts: the device may tell the driver not to notify.
+    virtual void begin_polling() = 0;
+    // Does whatever work is there now, without blocking. Whether it found any.
+    virtual bool poll() = 0;
+    // Polling stops: notifications back on, then one more look, so work
+    // made available just before the switch is not stranded waiting for a
+    // notification the driver never sends. Whether that look found work.
+    virtual bool end_polling() = 0;
+};
+
 class EventSources {
 public:
     // Interest and readiness bits.
@@ -35,6 +53,13 @@ public:
     // After it returns the handler is not running and never runs again.
     // Not from inside the handler.
     virtual void unwatch(int fd) = 0;
+
+    // Pollers (see Poller). A source that does not poll ignores them, and
+    // the device lives on its fds' notifications alone. After
+    // remove_poller() returns no call into the poller runs or will run.
+    // Not from inside a poller call.
+    virtual void add_poller(Poller&) {}
+    virtual void remove_poller(Poller&) {}
 };
 
 }  // namespace minikvm
