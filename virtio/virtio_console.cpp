@@ -20,12 +20,41 @@ void put_le16(std::array<uint8_t, VirtioConsole::kConfigSize>& bytes, uint32_t o
 
 }  // namespace
 
-VirtioConsole::VirtioConsole(std::string name, Output output, std::optional<TerminalSize> size)
+VirtioConsole::VirtioConsole(std::string name, Output output, std::optional<TerminalSize> size,
+                             EventSources* poll_with)
     : name_(std::move(name)),
       output_(std::move(output)),
       features_((size ? bit(kFeatureSize) : 0) | bit(kFeatureEmergWrite) |
-                bit(split_ring::kFeatureIndirectDesc) | bit(split_ring::kFeatureEventIdx)) {
+                bit(split_ring::kFeatureIndirectDesc) | bit(split_ring::kFeatureEventIdx)),
+      poll_with_(poll_with) {
     if (size) size_ = *size;
+    if (poll_with_) poll_with_->add_poller(*this);
+}
+
+VirtioConsole::~VirtioConsole() {
+    if (poll_with_) poll_with_->remove_poller(*this);
+}
+
+void VirtioConsole::begin_polling() {
+    std::lock_guard lock(device_lock());
+    if (!queues_.empty() && queues_[kTransmitQueue].ready()) queues_[kTransmitQueue].disable_notifications();
+}
+
+bool VirtioConsole::poll() {
+    std::lock_guard lock(device_lock());
+    if (queues_.empty() || !queues_[kTransmitQueue].has_available()) return false;
+    transmit_all();
+    return true;
+}
+
+bool VirtioConsole::end_polling() {
+    std::lock_guard lock(device_lock());
+    if (queues_.empty()) return false;
+    VirtQueue& queue = queues_[kTransmitQueue];
+    // The re-check after the switch: output queued just before it got no kick.
+    if (!queue.ready() || queue.broken() || !queue.enable_notifications()) return false;
+    transmit_all();
+    return true;
 }
 
 void VirtioConsole::read_config(uint32_t offset, std::span<uint8_t> data) {

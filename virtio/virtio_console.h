@@ -23,6 +23,10 @@
 // Threads: the transport calls in (kicks from the event loop or a vCPU)
 // holding the device's lock; receive() and set_size() come from other
 // threads and take that same lock.
+//
+// Polling: given an event source, the device is its Poller for the
+// transmit queue (see VirtioBlk): while the loop polls, the driver is told
+// not to notify and output is taken off the ring as it appears.
 
 #include <atomic>
 #include <cstdint>
@@ -34,11 +38,12 @@
 
 #include "virtio/virtio_device.h"
 #include "vmm/backends/console_input.h"
+#include "vmm/core/event_sources.h"
 #include "vmm/core/rate_limited_log.h"
 
 namespace minikvm {
 
-class VirtioConsole : public VirtioDevice, public ConsoleInputSink {
+class VirtioConsole : public VirtioDevice, public ConsoleInputSink, private Poller {
 public:
     static constexpr unsigned kReceiveQueue = 0;
     static constexpr unsigned kTransmitQueue = 1;
@@ -65,7 +70,13 @@ public:
     using Output = std::function<void(std::span<const uint8_t>)>;
 
     // `name` prefixes log lines. Without `size`, F_SIZE is not offered.
-    VirtioConsole(std::string name, Output output, std::optional<TerminalSize> size);
+    // With `poll_with` (which must outlive the device) the transmit queue
+    // is polled when that source polls.
+    VirtioConsole(std::string name, Output output, std::optional<TerminalSize> size,
+                  EventSources* poll_with = nullptr);
+    ~VirtioConsole() override;
+    VirtioConsole(const VirtioConsole&) = delete;
+    VirtioConsole& operator=(const VirtioConsole&) = delete;
 
     // VirtioDevice
     static constexpr VirtioDeviceKind kKind{.type = VirtioDeviceType::Console,
@@ -101,6 +112,11 @@ public:
     uint64_t malformed_requests() const;
 
 private:
+    // Poller, each taking device_lock().
+    void begin_polling() override;
+    bool poll() override;
+    bool end_polling() override;
+
     // Both with device_lock() held and the device active.
     void transmit_all();
     void report_if_broken(VirtQueue& queue);
@@ -110,6 +126,7 @@ private:
     const std::string name_;
     const Output output_;
     const uint64_t features_;
+    EventSources* const poll_with_;
 
     TerminalSize size_{80, 25};
     std::span<VirtQueue> queues_;  // empty while not active

@@ -2,6 +2,15 @@
 // once end to end through the legacy virtio-pci transport.
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
 
 #include <cstdint>
 #include <string>
@@ -15,7 +24,9 @@
 #include "virtio/virtio_console.h"
 #include "virtio/virtio_pci_legacy.h"
 #include "virtio/virtqueue.h"
+#include "vmm/core/event_loop.h"
 #include "vmm/core/guest_memory.h"
+#include "vmm/core/unique_fd.h"
 
 using namespace minikvm;
 using Driver = test_helpers::RingDriver;
@@ -289,4 +300,74 @@ TEST_CASE("virtio-console: end to end through the legacy virtio-pci transport", 
     CHECK(console.receive(typed) == 3);
     CHECK(guest_string(memory, kData + 0x100, 3) == "ls\n");
     CHECK(irq.level);
+}
+
+TEST_CASE("virtio-console: polled, output the driver did not kick for is sent, and notifications come back",
+          "[virtio-console][polling]") {
+    // A fixed 50 ms window: every phase outlasts the driver's next write,
+    // however busy the machine.
+    EventLoop loop(std::chrono::milliseconds(50), EventLoop::PollWindow::Fixed);
+    GuestMemory memory = GuestMemory::allocate(kRamSize);
+    std::vector<VirtQueue> queues;
+    queues.emplace_back(memory, "rx");
+    queues.emplace_back(memory, "tx");
+    REQUIRE(queues[0].configure(kRxPfn, VirtioConsole::kQueueSize));
+    REQUIRE(queues[1].configure(kTxPfn, VirtioConsole::kQueueSize));
+    RecordingSignals signals;
+    std::mutex output_mutex;
+    std::string output;
+    VirtioConsole console(
+        "virtio-console-poll",
+        [&](std::span<const uint8_t> out) {
+            std::lock_guard lock(output_mutex);
+            output.append(out.begin(), out.end());
+        },
+        std::nullopt, &loop);
+    {
+        std::lock_guard lock(console.device_lock());
+        console.activate(0, queues, signals);
+    }
+    UniqueFd kick(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    loop.watch(kick.get(), EventSources::kReadable, [&](uint32_t) {
+        uint64_t count = 0;
+        [[maybe_unused]] ssize_t n = ::read(kick.get(), &count, sizeof count);
+        std::lock_guard lock(console.device_lock());
+        console.queue_notified(VirtioConsole::kTransmitQueue);
+    });
+    Driver tx{memory, kTxPfn, VirtioConsole::kQueueSize};
+    std::string expected;
+    int kicks = 0;
+    constexpr int kWrites = 300;
+    for (int i = 0; i < kWrites; ++i) {
+        const std::string text = fmt::format("<{}>", i);
+        expected += text;
+        const uint64_t address = kData + 64 * uint64_t(i % 128);
+        REQUIRE(memory.write(address, bytes_of(text)));
+        tx.descriptor(i % 128, address, static_cast<uint32_t>(text.size()));
+        tx.offer(static_cast<uint16_t>(i % 128));
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if ((tx.used_flags() & split_ring::kUsedNoNotify) == 0) {
+            const uint64_t one = 1;
+            REQUIRE(::write(kick.get(), &one, sizeof one) == sizeof one);
+            ++kicks;
+        }
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (tx.used_index() != static_cast<uint16_t>(i + 1) && std::chrono::steady_clock::now() < deadline) {
+        }
+        INFO("write " << i << ", " << kicks << " kicks");
+        REQUIRE(tx.used_index() == static_cast<uint16_t>(i + 1));
+    }
+    {
+        std::lock_guard lock(output_mutex);
+        CHECK(output == expected);
+    }
+    CHECK(kicks < 10);  // the first, and any after a phase ran out
+    // Idle: the phase ends within the window and notifications are back on.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (tx.used_flags() != 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    CHECK(tx.used_flags() == 0);
+    loop.unwatch(kick.get());
+    std::lock_guard lock(console.device_lock());
+    console.reset();
 }

@@ -23,8 +23,9 @@ namespace {
 std::unique_ptr<VirtioDevice> create_console(const MachineConfig&, size_t index, const std::string& name,
                                              VirtioDeviceContext& context) {
     // The second is --exec's: the command's stderr (the guest's hvc1).
-    if (index == 1) return std::make_unique<VirtioConsole>(name, context.console_error_output, std::nullopt);
-    return std::make_unique<VirtioConsole>(name, context.console_output, stdout_terminal_size());
+    if (index == 1)
+        return std::make_unique<VirtioConsole>(name, context.console_error_output, std::nullopt, &context.events);
+    return std::make_unique<VirtioConsole>(name, context.console_output, stdout_terminal_size(), &context.events);
 }
 
 std::unique_ptr<VirtioDevice> create_blk(const MachineConfig& config, size_t index, const std::string& name,

@@ -28,10 +28,15 @@ uint32_t ready_bits(uint32_t events) {
 
 }  // namespace
 
-EventLoop::EventLoop(std::chrono::nanoseconds max_poll_window)
+EventLoop::EventLoop(std::chrono::nanoseconds max_poll_window, PollWindow mode)
     : epoll_(::epoll_create1(EPOLL_CLOEXEC)),
       wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
-      max_window_(std::max(max_poll_window, std::chrono::nanoseconds{0})) {
+      max_window_(std::max(max_poll_window, std::chrono::nanoseconds{0})),
+      mode_(mode) {
+    if (mode_ == PollWindow::Fixed) {
+        window_ = max_window_;
+        window_ns_.store(static_cast<uint64_t>(window_.count()), std::memory_order_relaxed);
+    }
     if (!epoll_ || !wake_) throw std::system_error(errno, std::generic_category(), "event loop");
     epoll_event event{};
     event.events = EPOLLIN;
@@ -129,6 +134,7 @@ void EventLoop::run() {
 }
 
 void EventLoop::adapt_window(std::chrono::nanoseconds gap) {
+    if (mode_ == PollWindow::Fixed) return;
     if (gap > max_window_) {
         window_ /= 2;
         if (window_ < kPollWindowStart) window_ = std::chrono::nanoseconds{0};

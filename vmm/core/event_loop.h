@@ -39,8 +39,13 @@ public:
         uint64_t max_window_ns = 0;
     };
 
+    // Adaptive: the window as described above. Fixed: always the cap (tests
+    // that need every phase to last).
+    enum class PollWindow { Adaptive, Fixed };
+
     // `max_poll_window` 0: no polling, pollers are never called.
-    explicit EventLoop(std::chrono::nanoseconds max_poll_window = std::chrono::nanoseconds{0});
+    explicit EventLoop(std::chrono::nanoseconds max_poll_window = std::chrono::nanoseconds{0},
+                       PollWindow mode = PollWindow::Adaptive);
     ~EventLoop() override;  // stops and joins the thread
     EventLoop(const EventLoop&) = delete;
     EventLoop& operator=(const EventLoop&) = delete;
@@ -85,6 +90,7 @@ private:
     std::unordered_map<int, uint32_t> interest_;  // what epoll has now; absent: not in epoll
     std::vector<PollerEntry> pollers_;            // guarded by mutex_
     const std::chrono::nanoseconds max_window_;
+    const PollWindow mode_;
     // Loop thread only, published for poll_stats().
     std::chrono::nanoseconds window_{0};
     std::atomic<uint64_t> window_ns_{0};
