@@ -140,6 +140,7 @@ static bool run_workload(const struct workload* w) {
         if (!w->irq) CHECK(!(vp_status(&blk_dev.dev) & VIRTIO_STATUS_NEEDS_RESET), "device needs reset");
     }
     const uint64_t ns = cycles_to_ns(rdtsc() - start);
+    info("measured"); /* before the sorting below, so the host samples while the VMM still runs */
     if (w->irq) bench_irq_stop();
     CHECK(ops > 0 && ns > 0, "no request completed");
     sort_u64(latencies, (unsigned)kept);

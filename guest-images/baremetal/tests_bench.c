@@ -166,6 +166,7 @@ static bool bench_console_irq(void) {
         CHECK(virtq_get(tx, &len) == token, "interrupt before the used entry, or a foreign token");
     }
     const uint64_t total_ns = cycles_to_ns(rdtsc() - start);
+    info("measured");
     bench_irq_stop();
     CHECK(bench_irq.count == n, "%llu interrupts for %u transmits", (unsigned long long)bench_irq.count, n);
     uint64_t sum = 0;

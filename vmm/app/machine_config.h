@@ -53,7 +53,7 @@ struct MachineConfig {
     bool msix = true;
     // Adaptive device-side polling (vmm/core/event_loop.h): the longest
     // window the event loop polls its devices after work; 0: no polling.
-    static constexpr std::chrono::nanoseconds kDefaultPollWindow{100'000};
+    static constexpr std::chrono::nanoseconds kDefaultPollWindow{200'000};
     std::chrono::nanoseconds poll_window = kDefaultPollWindow;
     // Verdicts (vmm/app/console_watcher.h): end with ExitCode::Timeout when
     // this runs out; the KernelReport kinds (bits) that make the exit

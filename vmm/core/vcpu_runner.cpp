@@ -83,6 +83,8 @@ void VcpuRunner::kick() {
 }
 
 void VcpuRunner::thread_main() {
+    // "vcpu0"...: what top -H, gdb and scripts/bench see.
+    ::pthread_setname_np(::pthread_self(), fmt::format("vcpu{}", vcpu_.index()).c_str());
     sigset_t kick_set;
     sigemptyset(&kick_set);
     sigaddset(&kick_set, kick_signal());
