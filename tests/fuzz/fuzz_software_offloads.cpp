@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "vmm/backends/net/net_header.h"
 #include "vmm/backends/net/software_offloads.h"
@@ -32,12 +33,15 @@ uint32_t sum16(std::span<const uint8_t> b, uint32_t sum = 0) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size < net::kHeaderSize) return 0;
     const net::Header header = net::decode(std::span(data, net::kHeaderSize));
-    const std::span<const uint8_t> frame(data + net::kHeaderSize, size - net::kHeaderSize);
+    // Our own copy, as the backend passes it (a partial checksum is stored in place).
+    std::vector<uint8_t> copy(data + net::kHeaderSize, data + size);
+    const std::span<uint8_t> frame(copy);
+    static std::vector<uint8_t> scratch;  // reused across inputs, as the backend does
     const uint8_t type = header.gso_type & static_cast<uint8_t>(~net::kGsoEcn);
     const bool tso = type == net::kGsoTcpV4 || type == net::kGsoTcpV6;
 
     size_t frames = 0, payload_out = 0, headers = 0;
-    const std::string problem = net::complete_offloads(header, frame, [&](std::span<const uint8_t> out) {
+    const std::string problem = net::complete_offloads(header, frame, scratch, [&](std::span<const uint8_t> out) {
         ++frames;
         if (out.size() < 14) std::abort();
         if (!tso) {

@@ -63,9 +63,13 @@ bool tcp4_checksum_ok(const Bytes& f) {
     return folded_sum(f, l4, f.size(), pseudo) == 0xffff;
 }
 
+// On a copy of `frame`: a partial checksum is filled in where the frame is.
 std::vector<Bytes> complete(const net::Header& header, const Bytes& frame, std::string& problem) {
     std::vector<Bytes> out;
-    problem = net::complete_offloads(header, frame, [&](std::span<const uint8_t> f) { out.emplace_back(f.begin(), f.end()); });
+    Bytes copy = frame;
+    Bytes scratch;
+    problem = net::complete_offloads(header, copy, scratch,
+                                     [&](std::span<const uint8_t> f) { out.emplace_back(f.begin(), f.end()); });
     return out;
 }
 
@@ -153,6 +157,40 @@ TEST_CASE("software offloads: a partial checksum is filled in from csum_start", 
     const std::vector<Bytes> plain = complete(net::Header{}, f, problem);
     REQUIRE(plain.size() == 1);
     CHECK(plain[0] == f);
+
+    // With it, the checksum is stored in the caller's frame, which is what
+    // the sink sees: no copy.
+    Bytes in_place = f;
+    Bytes scratch;
+    const uint8_t* seen = nullptr;
+    CHECK(net::complete_offloads(header, in_place, scratch, [&](std::span<const uint8_t> g) { seen = g.data(); })
+              .empty());
+    CHECK(seen == in_place.data());
+    CHECK(in_place == out[0]);
+    CHECK(scratch.capacity() == 0);
+}
+
+TEST_CASE("software offloads: segments are built in the caller's buffer, reused from frame to frame", "[net]") {
+    Bytes frame = tcp4_frame(2500, 0x10);
+    const net::Header header{.flags = net::kFlagNeedsCsum, .gso_type = net::kGsoTcpV4, .hdr_len = 54,
+                             .gso_size = 1000, .csum_start = 34, .csum_offset = 16};
+    Bytes scratch;
+    std::vector<const uint8_t*> where;
+    const auto sink = [&](std::span<const uint8_t> s) { where.push_back(s.data()); };
+    REQUIRE(net::complete_offloads(header, frame, scratch, sink).empty());
+    REQUIRE(where.size() == 3);
+    const uint8_t* const buffer = scratch.data();
+    const size_t capacity = scratch.capacity();
+    CHECK(capacity >= 54 + 1000);
+    for (const uint8_t* w : where) CHECK(w == buffer);
+    // A smaller super-packet next: the same storage, nothing allocated.
+    Bytes smaller = tcp4_frame(1500, 0x10);
+    where.clear();
+    REQUIRE(net::complete_offloads(header, smaller, scratch, sink).empty());
+    REQUIRE(where.size() == 2);
+    CHECK(scratch.data() == buffer);
+    CHECK(scratch.capacity() == capacity);
+    CHECK(smaller == tcp4_frame(1500, 0x10));  // the super-packet itself is left alone
 }
 
 TEST_CASE("software offloads: frames that cannot be completed are refused whole", "[net]") {

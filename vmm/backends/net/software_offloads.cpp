@@ -96,7 +96,8 @@ uint16_t tcp_checksum(std::span<const uint8_t> segment, const TcpPacket& packet)
     return checksum_finish(checksum_add(sum, segment.subspan(packet.l4)));
 }
 
-std::string segment_tcp(const Header& header, std::span<const uint8_t> frame, bool ipv6, const FrameSink& sink) {
+std::string segment_tcp(const Header& header, std::span<const uint8_t> frame, bool ipv6, std::vector<uint8_t>& segment,
+                        const FrameSink& sink) {
     TcpPacket packet;
     if (std::string problem = parse_tcp(frame, ipv6, packet); !problem.empty()) return problem;
     if (header.gso_size == 0) return "segmentation offload with gso_size 0";
@@ -110,14 +111,14 @@ std::string segment_tcp(const Header& header, std::span<const uint8_t> frame, bo
     const uint32_t first_seq = be32(frame, packet.l4 + 4);
     const uint8_t flags = frame[packet.l4 + 13];
 
-    std::vector<uint8_t> segment(headers + std::min<uint32_t>(payload, header.gso_size));
+    // Grows once to the largest segment; later frames reuse it.
+    segment.resize(headers + std::min<uint32_t>(payload, header.gso_size));
     for (uint32_t i = 0; i < count; ++i) {
         const uint32_t offset = i * header.gso_size;
         const uint32_t length = std::min<uint32_t>(header.gso_size, payload - offset);
-        segment.resize(headers + length);
-        std::copy_n(frame.begin(), headers, segment.begin());
-        std::copy_n(frame.begin() + headers + offset, length, segment.begin() + headers);
-        const std::span<uint8_t> out(segment);
+        const std::span<uint8_t> out(segment.data(), headers + length);
+        std::copy_n(frame.begin(), headers, out.begin());
+        std::copy_n(frame.begin() + headers + offset, length, out.begin() + headers);
         const uint32_t tcp_and_payload = headers - packet.l4 + length;
         if (ipv6) {
             put_be16(out, packet.l3 + 4, static_cast<uint16_t>(tcp_and_payload));
@@ -157,12 +158,13 @@ uint16_t checksum_finish(uint32_t sum) {
     return static_cast<uint16_t>(~sum);
 }
 
-std::string complete_offloads(const Header& header, std::span<const uint8_t> frame, const FrameSink& sink) {
+std::string complete_offloads(const Header& header, std::span<uint8_t> frame, std::vector<uint8_t>& scratch,
+                              const FrameSink& sink) {
     if (frame.size() < kEthernetHeader)
         return fmt::format("frame of {} bytes is shorter than an Ethernet header", frame.size());
     if (frame.size() > kMaxFrame) return fmt::format("frame of {} bytes is over the {}-byte limit", frame.size(), kMaxFrame);
     const uint8_t type = header.gso_type & static_cast<uint8_t>(~kGsoEcn);
-    if (type == kGsoTcpV4 || type == kGsoTcpV6) return segment_tcp(header, frame, type == kGsoTcpV6, sink);
+    if (type == kGsoTcpV4 || type == kGsoTcpV6) return segment_tcp(header, frame, type == kGsoTcpV6, scratch, sink);
     if (type != kGsoNone) return fmt::format("gso_type {:#04x} cannot be completed in software", header.gso_type);
     if ((header.flags & kFlagNeedsCsum) == 0) {
         sink(frame);
@@ -174,10 +176,8 @@ std::string complete_offloads(const Header& header, std::span<const uint8_t> fra
                            header.csum_offset, frame.size());
     // The driver left the pseudo-header's sum in the field: summing from
     // csum_start over it gives the full checksum.
-    std::vector<uint8_t> copy(frame.begin(), frame.end());
-    const std::span<uint8_t> out(copy);
-    put_be16(out, field, checksum_finish(checksum_add(0, out.subspan(header.csum_start))));
-    sink(out);
+    put_be16(frame, field, checksum_finish(checksum_add(0, frame.subspan(header.csum_start))));
+    sink(frame);
     return {};
 }
 

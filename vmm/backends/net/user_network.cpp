@@ -301,8 +301,8 @@ void UserNetwork::read_from_guest() {
         const auto length = static_cast<size_t>(n);
         if (length < header_size_) continue;  // VirtioNet never sends these
         const net::Header header = net::decode(std::span<const uint8_t>(frame_buffer_.data(), header_size_));
-        const std::span<const uint8_t> frame(frame_buffer_.data() + header_size_, length - header_size_);
-        const std::string problem = net::complete_offloads(header, frame, [this](std::span<const uint8_t> out) {
+        const std::span<uint8_t> frame(frame_buffer_.data() + header_size_, length - header_size_);
+        const std::string problem = net::complete_offloads(header, frame, segment_buffer_, [this](std::span<const uint8_t> out) {
             // Counted first: libslirp may answer (and the guest see the
             // answer) before slirp_input returns.
             to_slirp_frames_.fetch_add(1, std::memory_order_relaxed);

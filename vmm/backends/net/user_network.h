@@ -102,6 +102,7 @@ private:
     bool watching_ = false;
     std::atomic<size_t> header_size_{net::kHeaderSize};  // set by a vCPU thread
     std::vector<uint8_t> frame_buffer_;
+    std::vector<uint8_t> segment_buffer_;  // a TSO segment being built, reused
     std::vector<uint8_t> out_buffer_;
     std::vector<std::unique_ptr<Timer>> timers_;
     // The sockets as libslirp last listed them (index = its poll index),
