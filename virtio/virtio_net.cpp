@@ -451,6 +451,7 @@ VirtioNet::Step VirtioNet::finish_pending_frame() {
 void VirtioNet::transmit() {
     VirtQueue& queue = queues_[kTransmitQueue];
     if (!queue.ready()) return;
+    const uint64_t sent_before = counters_.tx_packets;
     if (tx_blocked_) {
         // Out of tx_blocked_ while it is tried: a tap failing meanwhile
         // completes whatever waits there.
@@ -475,6 +476,7 @@ void VirtioNet::transmit() {
         }
     } while (!tx_blocked_ && !queue.broken() && queue.enable_notifications());
     if (queue.broken()) signals_->signal_device_broken(queue.broken_reason());
+    if (counters_.tx_packets != sent_before) backend_->sent();
     flush(kTransmitQueue, tx_used_);
     update_interest();
 }
@@ -519,7 +521,7 @@ VirtioNet::Sent VirtioNet::transmit_chain(const DescriptorChain& chain) {
         skip = 0;
     }
     for (;;) {
-        const ssize_t n = ::writev(backend_->fd(), iov_.data(), static_cast<int>(iov_.size()));
+        const ssize_t n = backend_->send(iov_);
         if (n >= 0) {
             ++counters_.tx_packets;
             counters_.tx_bytes += frame_length;

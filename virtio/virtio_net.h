@@ -26,8 +26,8 @@
 // truncated. Used entries are published in one batch per wakeup (a merged
 // frame's all at once), with at most one interrupt (EVENT_IDX decides).
 //
-// Transmit. On a kick every available chain goes to the tap with one
-// writev(): the header, copied out of guest memory once, checked
+// Transmit. On a kick every available chain goes to the backend with one
+// send() (on a tap one writev(); libslirp takes it in a call): the header, copied out of guest memory once, checked
 // (net_header's check_transmit: offloads negotiated, offsets inside the
 // frame, sizes) and cleaned, then the frame gathered from guest memory. A
 // chain that breaks a rule is dropped with a counted, rate-limited log line

@@ -1,5 +1,6 @@
 // UserNetwork with the real libslirp on a real EventLoop, the test standing
-// where VirtioNet stands (the device end of the socketpair): the stack
+// where VirtioNet stands (send() from a thread of its own, as a vCPU's
+// transmit does, and the device end of the socketpair): the stack
 // answers ARP for the host address and DHCP with 10.0.2.15, a hostfwd
 // connection from this process reaches the guest as a SYN, and a hostfwd
 // that cannot listen is one clear error. All traffic stays on loopback.
@@ -48,13 +49,23 @@ void put16(Bytes& b, size_t at, uint16_t v) {
 }
 uint16_t get16(const Bytes& b, size_t at) { return static_cast<uint16_t>((b[at] << 8) | b[at + 1]); }
 
+// Transmits `packet` (header and frame) as VirtioNet does: send() with the
+// header and the frame in separate pieces, then sent().
+void transmit(UserNetwork& network, const Bytes& packet, size_t header_size = net::kHeaderSize) {
+    const iovec pieces[2] = {{const_cast<uint8_t*>(packet.data()), header_size},
+                             {const_cast<uint8_t*>(packet.data()) + header_size, packet.size() - header_size}};
+    REQUIRE(network.send(pieces) == static_cast<ssize_t>(packet.size()));
+    network.sent();
+}
+
 // The guest side: frames behind a 10-byte virtio-net header.
 struct Guest {
-    int fd;
+    UserNetwork& network;
+    int fd = network.fd();
     void send(const Bytes& frame) const {
         Bytes packet(net::kHeaderSize, 0);
         packet.insert(packet.end(), frame.begin(), frame.end());
-        REQUIRE(::send(fd, packet.data(), packet.size(), 0) == static_cast<ssize_t>(packet.size()));
+        transmit(network, packet);
     }
     // The next frame that `match` accepts within 5 s, the rest skipped.
     std::optional<Bytes> receive(const std::function<bool(const Bytes&)>& match) const {
@@ -138,16 +149,21 @@ Bytes dhcp_discover() {
     return f;
 }
 
-// A port nobody listens on now, for a hostfwd.
-uint16_t free_port() {
-    UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+// Binds socket `s` to a port of the kernel's choosing on 127.0.0.1; that port.
+uint16_t bind_loopback(int s) {
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
     socklen_t length = sizeof a;
-    REQUIRE(::getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &length) == 0);
+    REQUIRE(::getsockname(s, reinterpret_cast<sockaddr*>(&a), &length) == 0);
     return ntohs(a.sin_port);
+}
+
+// A port nobody listens on now, for a hostfwd.
+uint16_t free_port() {
+    UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    return bind_loopback(s.get());
 }
 
 HostForward forward_to(uint16_t host_port, uint16_t guest_port) {
@@ -164,7 +180,7 @@ HostForward forward_to(uint16_t host_port, uint16_t guest_port) {
 TEST_CASE("user network: the host address answers ARP and DHCP offers 10.0.2.15", "[net][slirp]") {
     EventLoop loop;
     auto network = UserNetwork::open({}, loop);
-    const Guest guest{network->fd()};
+    const Guest guest{*network};
 
     guest.send(arp_request(kHostIp));
     const std::optional<Bytes> reply = guest.receive([](const Bytes& f) { return is_arp(f, 2, kGuestIp); });
@@ -185,13 +201,24 @@ TEST_CASE("user network: the host address answers ARP and DHCP offers 10.0.2.15"
     CHECK(counters.to_guest_frames >= 2);
     CHECK(counters.unfinished_dropped == 0);
     CHECK_THAT(network->state_report(), Catch::Contains("2 frames to libslirp"));
+
+    // The device's end carries frames to the guest only.
+    const uint8_t byte = 0;
+    CHECK(::send(network->fd(), &byte, 1, MSG_NOSIGNAL) == -1);
+    CHECK(errno == EPIPE);
+    // More than a header and the largest frame: refused as a tap would.
+    Bytes huge(net::kMergeableHeaderSize + net::kMaxFrame + 1, 0);
+    const iovec piece{huge.data(), huge.size()};
+    CHECK(network->send(std::span(&piece, 1)) == -1);
+    CHECK(errno == EMSGSIZE);
+    CHECK(network->counters().to_slirp_frames == 2);
 }
 
 TEST_CASE("user network: a hostfwd connection reaches the guest's port as a SYN", "[net][slirp]") {
     EventLoop loop;
     const uint16_t port = free_port();
     auto network = UserNetwork::open({forward_to(port, 2222)}, loop);
-    const Guest guest{network->fd()};
+    const Guest guest{*network};
 
     UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     sockaddr_in to{};
@@ -258,8 +285,8 @@ TEST_CASE("user network: a TSO super-packet from the guest is segmented before l
     packet[4] = static_cast<uint8_t>(1000 & 0xff);  // gso_size, little-endian
     packet[5] = static_cast<uint8_t>(1000 >> 8);
     packet.insert(packet.end(), f.begin(), f.end());
-    REQUIRE(::send(network->fd(), packet.data(), packet.size(), 0) == static_cast<ssize_t>(packet.size()));
-    for (int i = 0; i < 250 && network->counters().to_slirp_frames < 3; ++i) ::usleep(20'000);
+    // In the call: nothing waits for the event loop.
+    transmit(*network, packet);
     CHECK(network->counters().to_slirp_frames == 3);
     CHECK(network->counters().unfinished_dropped == 0);
 }
@@ -285,6 +312,54 @@ Bytes udp_from_guest(const uint8_t* to_mac, const uint8_t* to_ip, uint16_t port,
 }
 
 }  // namespace
+
+TEST_CASE("user network: UDP to 10.0.2.2 reaches the host's loopback, and the host's answer comes back",
+          "[net][slirp]") {
+    // send() runs on this thread while the loop runs libslirp's sockets on
+    // its own, as a vCPU's transmit does; the socket libslirp opens for the
+    // flow is polled from sent() on, so the answer is heard.
+    EventLoop loop;
+    auto network = UserNetwork::open({}, loop);
+    const Guest guest{*network};
+    guest.send(arp_request(kHostIp));  // libslirp learns our MAC
+    REQUIRE(guest.receive([](const Bytes& f) { return is_arp(f, 2, kGuestIp); }));
+
+    UniqueFd host(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    const uint16_t port = bind_loopback(host.get());
+    const uint8_t slirp_mac[6] = {0x52, 0x55, 10, 0, 2, 2};
+    constexpr int kDatagrams = 50;  // well inside the host socket's default buffer
+    for (int i = 0; i < kDatagrams; ++i) {
+        Bytes payload(1000, static_cast<uint8_t>(i));
+        guest.send(udp_from_guest(slirp_mac, kHostIp, 40000, port, payload));
+    }
+    int arrived = 0;
+    sockaddr_in from{};
+    for (;;) {
+        pollfd p{.fd = host.get(), .events = POLLIN, .revents = 0};
+        if (::poll(&p, 1, arrived == 0 ? 5000 : 200) != 1) break;
+        Bytes buffer(2000);
+        socklen_t from_length = sizeof from;
+        const ssize_t n = ::recvfrom(host.get(), buffer.data(), buffer.size(), 0, reinterpret_cast<sockaddr*>(&from),
+                                     &from_length);
+        REQUIRE(n == 1000);
+        CHECK(buffer[0] == static_cast<uint8_t>(arrived));  // in order
+        ++arrived;
+    }
+    CHECK(arrived == kDatagrams);  // loopback with room to spare: none lost
+    REQUIRE(arrived > 0);
+
+    const Bytes answer = {'p', 'o', 'n', 'g'};
+    REQUIRE(::sendto(host.get(), answer.data(), answer.size(), 0, reinterpret_cast<sockaddr*>(&from), sizeof from) ==
+            static_cast<ssize_t>(answer.size()));
+    const std::optional<Bytes> reply = guest.receive([&](const Bytes& f) {
+        return f.size() >= 42 && get16(f, 12) == 0x0800 && f[23] == 17 && get16(f, 34) == port &&
+               get16(f, 36) == 40000;
+    });
+    REQUIRE(reply);
+    CHECK(std::memcmp(&(*reply)[26], kHostIp, 4) == 0);  // from 10.0.2.2
+    CHECK(Bytes(reply->begin() + 42, reply->end()) == answer);
+    CHECK(network->counters().to_slirp_frames == 1 + kDatagrams);
+}
 
 TEST_CASE("user network: DNS to 10.0.2.3 is answered by the host's resolver", "[net][slirp]") {
     // The host's resolver is ours: a private network and mount namespace on
@@ -315,7 +390,7 @@ TEST_CASE("user network: DNS to 10.0.2.3 is answered by the host's resolver", "[
 
             EventLoop loop;
             auto network = UserNetwork::open({}, loop);
-            const Guest guest{network->fd()};
+            const Guest guest{*network};
             guest.send(arp_request(kHostIp));  // libslirp learns our MAC
             REQUIRE(guest.receive([](const Bytes& f) { return is_arp(f, 2, kGuestIp); }));
 

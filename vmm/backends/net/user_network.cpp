@@ -16,7 +16,6 @@
 #include <cstring>
 #include <limits>
 #include <system_error>
-#include <unordered_map>
 
 #include "vmm/backends/net/software_offloads.h"
 #include "vmm/core/error.h"
@@ -31,12 +30,9 @@ struct UserNetwork::Timer {
 
 namespace {
 
-// Socket buffers between the device and us: room for a burst of full-size
-// frames each way before the device sees backpressure (or, towards the
-// guest, before a frame is dropped and TCP slows down).
+// The socket buffer towards the device: room for a burst of full-size
+// frames before one is dropped and TCP slows down.
 constexpr int kSocketBuffer = 1 << 20;
-// Frames read from the guest per round, so libslirp's sockets get a turn.
-constexpr int kGuestFramesPerRound = 64;
 constexpr int kMaxEvents = 64;
 
 [[noreturn]] void throw_errno(const char* what) { throw std::system_error(errno, std::generic_category(), what); }
@@ -150,18 +146,18 @@ void UserNetwork::start(const std::vector<HostForward>& forwards) {
         throw_errno("socketpair for the user network");
     device_end_.reset(ends[0]);
     slirp_end_.reset(ends[1]);
-    for (int end : ends) {
-        // Best effort: the kernel caps it at net.core.wmem_max otherwise.
-        ::setsockopt(end, SOL_SOCKET, SO_SNDBUF, &kSocketBuffer, sizeof kSocketBuffer);
-        ::setsockopt(end, SOL_SOCKET, SO_RCVBUF, &kSocketBuffer, sizeof kSocketBuffer);
-    }
+    // Towards the guest only: transmitted frames come through send().
+    if (::shutdown(device_end_.get(), SHUT_WR) != 0) throw_errno("shutdown for the user network");
+    // Best effort: the kernel caps them at net.core.wmem_max/rmem_max otherwise.
+    ::setsockopt(slirp_end_.get(), SOL_SOCKET, SO_SNDBUF, &kSocketBuffer, sizeof kSocketBuffer);
+    ::setsockopt(device_end_.get(), SOL_SOCKET, SO_RCVBUF, &kSocketBuffer, sizeof kSocketBuffer);
     epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
     if (!epoll_) throw_errno("epoll_create1 for the user network");
     timer_fd_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
     if (!timer_fd_) throw_errno("timerfd_create for the user network");
     wake_fd_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
     if (!wake_fd_) throw_errno("eventfd for the user network");
-    for (int fd : {slirp_end_.get(), timer_fd_.get(), wake_fd_.get()}) {
+    for (int fd : {timer_fd_.get(), wake_fd_.get()}) {
         epoll_event event{};
         event.events = EPOLLIN;
         event.data.fd = fd;
@@ -193,7 +189,10 @@ void UserNetwork::start(const std::vector<HostForward>& forwards) {
         spdlog::info("user network: forwarding {} {}:{} to the guest's port {}", forward.udp ? "udp" : "tcp",
                      address_text(forward.host_address), forward.host_port, forward.guest_port);
     }
-    refill();
+    {
+        std::lock_guard lock(mutex_);
+        refill();
+    }
     events_.watch(epoll_.get(), EventSources::kReadable, [this](uint32_t) { pump(); });
     watching_ = true;
 }
@@ -222,15 +221,60 @@ std::string UserNetwork::state_report() const {
                        c.unfinished_dropped, host_sockets_.load(std::memory_order_relaxed));
 }
 
+ssize_t UserNetwork::send(std::span<const iovec> pieces) {
+    std::lock_guard lock(mutex_);
+    // One copy out of guest memory, which the guest may change meanwhile:
+    // offloads are completed in it, and libslirp reads it more than once.
+    size_t length = 0;
+    for (const iovec& piece : pieces) {
+        if (piece.iov_len > frame_buffer_.size() - length) {
+            errno = EMSGSIZE;
+            return -1;
+        }
+        std::memcpy(frame_buffer_.data() + length, piece.iov_base, piece.iov_len);
+        length += piece.iov_len;
+    }
+    take_from_guest(std::span(frame_buffer_.data(), length));
+    sockets_may_have_changed_ = true;
+    return static_cast<ssize_t>(length);
+}
+
+void UserNetwork::sent() {
+    std::lock_guard lock(mutex_);
+    if (!sockets_may_have_changed_) return;
+    refill();
+}
+
+void UserNetwork::take_from_guest(std::span<uint8_t> packet) {
+    const size_t header_size = header_size_;
+    if (packet.size() < header_size) return;  // VirtioNet never sends these
+    const net::Header header = net::decode(packet.first(header_size));
+    const std::string problem =
+        net::complete_offloads(header, packet.subspan(header_size), segment_buffer_, [this](std::span<const uint8_t> out) {
+            // Counted first: libslirp may answer (and the guest see the
+            // answer) before slirp_input returns.
+            to_slirp_frames_.fetch_add(1, std::memory_order_relaxed);
+            slirp_input(slirp_, out.data(), static_cast<int>(out.size()));
+        });
+    if (!problem.empty()) {
+        unfinished_dropped_.fetch_add(1, std::memory_order_relaxed);
+        drop_log_.log(spdlog::level::warn, fmt::format("user network: guest frame dropped: {}", problem));
+    }
+}
+
 void UserNetwork::send_to_guest(std::span<const uint8_t> frame) {
     // An empty header: a complete frame, nothing for the driver to do.
-    out_buffer_.assign(header_size_, 0);
-    out_buffer_.insert(out_buffer_.end(), frame.begin(), frame.end());
+    static constexpr uint8_t kEmptyHeader[net::kMergeableHeaderSize] = {};
+    iovec pieces[2] = {{const_cast<uint8_t*>(kEmptyHeader), header_size_},
+                       {const_cast<uint8_t*>(frame.data()), frame.size()}};  // sendmsg only reads them
+    msghdr message{};
+    message.msg_iov = pieces;
+    message.msg_iovlen = 2;
     // Counted before the send: once sent, the guest may see the frame
     // before this thread runs on.
     to_guest_frames_.fetch_add(1, std::memory_order_relaxed);
     for (;;) {
-        if (::send(slirp_end_.get(), out_buffer_.data(), out_buffer_.size(), MSG_DONTWAIT) >= 0) return;
+        if (::sendmsg(slirp_end_.get(), &message, MSG_DONTWAIT) >= 0) return;
         if (errno != EINTR) break;
     }
     // The guest is not taking frames as fast as they come (or is gone):
@@ -257,26 +301,28 @@ void UserNetwork::wake() {
 }
 
 void UserNetwork::pump() {
+    std::lock_guard lock(mutex_);
     epoll_event ready[kMaxEvents];
     const int count = ::epoll_wait(epoll_.get(), ready, kMaxEvents, 0);
-    for (Polled& p : polled_) p.revents = 0;
-    std::unordered_map<int, uint32_t> revents;
+    ready_.clear();
     for (int i = 0; i < count; ++i) {
         const int fd = ready[i].data.fd;
-        if (fd == slirp_end_.get()) {
-            read_from_guest();
-        } else if (fd == timer_fd_.get()) {
+        if (fd == timer_fd_.get()) {
             uint64_t expirations = 0;
             [[maybe_unused]] const ssize_t n = ::read(timer_fd_.get(), &expirations, sizeof expirations);
+            timer_armed_ms_ = 0;
         } else if (fd == wake_fd_.get()) {
             uint64_t value = 0;
             [[maybe_unused]] const ssize_t n = ::read(wake_fd_.get(), &value, sizeof value);
         } else {
-            revents[fd] = ready[i].events;
+            ready_.emplace_back(fd, uint32_t{ready[i].events});
         }
     }
-    for (Polled& p : polled_)
-        if (auto it = revents.find(p.fd); it != revents.end()) p.revents = it->second;
+    std::sort(ready_.begin(), ready_.end());
+    for (Polled& p : polled_) {
+        const auto it = std::lower_bound(ready_.begin(), ready_.end(), std::pair<int, uint32_t>(p.fd, 0));
+        p.revents = it != ready_.end() && it->first == p.fd ? it->second : 0;
+    }
     // libslirp's sockets, and its own fast/slow timeouts, which it checks
     // against the clock in here.
     slirp_pollfds_poll(
@@ -291,93 +337,89 @@ void UserNetwork::pump() {
     refill();
 }
 
-void UserNetwork::read_from_guest() {
-    for (int i = 0; i < kGuestFramesPerRound; ++i) {
-        const ssize_t n = ::recv(slirp_end_.get(), frame_buffer_.data(), frame_buffer_.size(), MSG_DONTWAIT);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return;  // EAGAIN: drained; anything else: the device end is gone
-        }
-        const auto length = static_cast<size_t>(n);
-        if (length < header_size_) continue;  // VirtioNet never sends these
-        const net::Header header = net::decode(std::span<const uint8_t>(frame_buffer_.data(), header_size_));
-        const std::span<uint8_t> frame(frame_buffer_.data() + header_size_, length - header_size_);
-        const std::string problem = net::complete_offloads(header, frame, segment_buffer_, [this](std::span<const uint8_t> out) {
-            // Counted first: libslirp may answer (and the guest see the
-            // answer) before slirp_input returns.
-            to_slirp_frames_.fetch_add(1, std::memory_order_relaxed);
-            slirp_input(slirp_, out.data(), static_cast<int>(out.size()));
-        });
-        if (!problem.empty()) {
-            unfinished_dropped_.fetch_add(1, std::memory_order_relaxed);
-            drop_log_.log(spdlog::level::warn, fmt::format("user network: guest frame dropped: {}", problem));
-        }
-    }
-    // More may be waiting: the level-triggered epoll set says so next round.
-}
-
 void UserNetwork::run_expired_timers() {
     const int64_t now_ms = now_ns() / 1'000'000;
     // A timer callback may free or re-arm timers: collect first.
-    std::vector<std::pair<int, void*>> due;
+    due_timers_.clear();
     for (const auto& timer : timers_)
         if (timer->expire_ms >= 0 && timer->expire_ms <= now_ms) {
             timer->expire_ms = -1;
-            due.emplace_back(timer->id, timer->callback_opaque);
+            due_timers_.emplace_back(timer->id, timer->callback_opaque);
         }
-    for (const auto& [id, opaque] : due) slirp_handle_timer(slirp_, static_cast<SlirpTimerId>(id), opaque);
+    for (const auto& [id, opaque] : due_timers_) slirp_handle_timer(slirp_, static_cast<SlirpTimerId>(id), opaque);
 }
 
 void UserNetwork::refill() {
-    std::vector<Polled> next;
+    sockets_may_have_changed_ = false;
+    next_polled_.clear();
     uint32_t timeout_ms = std::numeric_limits<uint32_t>::max();
-    struct Fill {
-        std::vector<Polled>* list;
-    } fill{&next};
     slirp_pollfds_fill(
         slirp_, &timeout_ms,
         [](int fd, int events, void* opaque) -> int {
-            auto* list = static_cast<Fill*>(opaque)->list;
-            list->push_back(Polled{.fd = fd, .events = epoll_events_for(events), .revents = 0});
-            return static_cast<int>(list->size() - 1);
+            auto& list = static_cast<UserNetwork*>(opaque)->next_polled_;
+            list.push_back(Polled{.fd = fd, .events = epoll_events_for(events), .revents = 0});
+            return static_cast<int>(list.size() - 1);
         },
-        &fill);
+        this);
+    std::swap(polled_, next_polled_);
 
-    // Sync our epoll set: a socket libslirp closed left it already (its
-    // last reference is gone), and a new socket may reuse its number, so
-    // ADD and MOD fall back to each other.
-    std::unordered_map<int, uint32_t> wanted;
-    for (const Polled& p : next) wanted[p.fd] |= p.events;
-    std::unordered_map<int, uint32_t> before;
-    for (const Polled& p : polled_) before[p.fd] |= p.events;
-    for (const auto& [fd, events] : before)
-        if (!wanted.contains(fd)) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
-    for (const auto& [fd, events] : wanted) {
+    // What each socket is wanted for (a socket may be listed twice).
+    wanted_.clear();
+    for (const Polled& p : polled_) wanted_.emplace_back(p.fd, p.events);
+    std::sort(wanted_.begin(), wanted_.end());
+    size_t merged = 0;
+    for (const auto& [fd, events] : wanted_) {
+        if (merged > 0 && wanted_[merged - 1].first == fd)
+            wanted_[merged - 1].second |= events;
+        else
+            wanted_[merged++] = {fd, events};
+    }
+    wanted_.resize(merged);
+
+    // Sync our epoll set, walking both sorted lists: a socket libslirp
+    // closed left it already (its last reference is gone), and a new socket
+    // may reuse its number, so ADD and MOD fall back to each other.
+    const auto add_or_modify = [this](int fd, uint32_t events, bool known) {
         epoll_event event{};
         event.events = events;
         event.data.fd = fd;
-        const auto it = before.find(fd);
-        if (it != before.end() && it->second == events) continue;
-        const int first = it == before.end() ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-        if (::epoll_ctl(epoll_.get(), first, fd, &event) != 0) {
-            const int second = first == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-            if (::epoll_ctl(epoll_.get(), second, fd, &event) != 0)
-                spdlog::warn("user network: cannot poll socket {}: {}", fd, std::strerror(errno));
+        const int first = known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+        if (::epoll_ctl(epoll_.get(), first, fd, &event) == 0) return;
+        const int second = known ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+        if (::epoll_ctl(epoll_.get(), second, fd, &event) != 0)
+            spdlog::warn("user network: cannot poll socket {}: {}", fd, std::strerror(errno));
+    };
+    auto before = registered_.begin();
+    for (const auto& [fd, events] : wanted_) {
+        for (; before != registered_.end() && before->first < fd; ++before)
+            ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, before->first, nullptr);
+        if (before != registered_.end() && before->first == fd) {
+            if (before->second != events) add_or_modify(fd, events, true);
+            ++before;
+        } else {
+            add_or_modify(fd, events, false);
         }
     }
-    polled_ = std::move(next);
-    host_sockets_.store(wanted.size(), std::memory_order_relaxed);
+    for (; before != registered_.end(); ++before) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, before->first, nullptr);
+    std::swap(registered_, wanted_);
+    host_sockets_.store(registered_.size(), std::memory_order_relaxed);
 
     // The next deadline: libslirp's own timeout or its earliest timer.
-    int64_t deadline_ms = now_ns() / 1'000'000 + std::min<uint32_t>(timeout_ms, 1000);
+    const int64_t now_ms = now_ns() / 1'000'000;
+    int64_t deadline_ms = now_ms + std::min<uint32_t>(timeout_ms, 1000);
     for (const auto& timer : timers_)
         if (timer->expire_ms >= 0) deadline_ms = std::min(deadline_ms, timer->expire_ms);
-    itimerspec spec{};
     // An absolute time in the past fires at once; 0 would disarm it.
-    const int64_t at_ms = std::max<int64_t>(deadline_ms, 1);
-    spec.it_value.tv_sec = at_ms / 1000;
-    spec.it_value.tv_nsec = (at_ms % 1000) * 1'000'000;
+    deadline_ms = std::max<int64_t>(deadline_ms, 1);
+    // Armed to fire no later than that already: firing early only means
+    // one more round (which arms it again), and this spares a system call
+    // after every transmitted batch.
+    if (timer_armed_ms_ != 0 && timer_armed_ms_ > now_ms && timer_armed_ms_ <= deadline_ms) return;
+    itimerspec spec{};
+    spec.it_value.tv_sec = deadline_ms / 1000;
+    spec.it_value.tv_nsec = (deadline_ms % 1000) * 1'000'000;
     ::timerfd_settime(timer_fd_.get(), TFD_TIMER_ABSTIME, &spec, nullptr);
+    timer_armed_ms_ = deadline_ms;
 }
 
 }  // namespace minikvm

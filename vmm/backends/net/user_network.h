@@ -5,25 +5,35 @@
 // forwarded to the host's resolver, and each hostfwd listens on the host
 // and forwards its connections into the guest.
 //
-// To VirtioNet this is a NetBackend like a tap: one end of a socketpair
-// that carries one virtio-net header plus frame per datagram. The other end
-// belongs to this class, which runs on the event loop: frames from the
-// guest get their offloads completed in software (libslirp takes only
-// complete frames) and go to slirp_input(); frames libslirp sends go out
-// with an empty header. libslirp's own sockets and a timerfd for its timers
-// sit in an epoll set of our own, which the event loop watches as one fd:
+// To VirtioNet this is a NetBackend like a tap, in two halves. Transmit is
+// a call: send() completes the frame's offloads in software (libslirp takes
+// only complete frames) and hands it to slirp_input() on the transmitting
+// thread, and sent(), at the end of the round, brings the polled sockets
+// and the timer up to date. Receive is one end of a socketpair that
+// carries one virtio-net header plus frame per datagram: frames libslirp
+// sends go out there with an empty header, so the device reads them as it
+// reads a tap, straight into the guest's buffers (a full socket drops the
+// frame, as a full NIC ring would). libslirp's own sockets and a timerfd for its timers sit in
+// an epoll set of our own, which the event loop watches as one fd:
 // libslirp opens and closes sockets at will, and this keeps that churn out
-// of the loop's registrations. libslirp is not thread-safe: after open()
-// it is only called on the loop thread (and by the destructor, once the
-// loop no longer runs our handler).
+// of the loop's registrations.
+//
+// Threads. libslirp is not thread-safe: every call into it, and all state
+// here, is under one mutex. The event loop's handler takes it, and so do
+// send() and sent(), which VirtioNet calls holding its device lock on a
+// vCPU or the event loop thread: the order is always device lock, then this
+// one; nothing here takes the device lock (frames to the guest go through
+// the socket), so the two cannot deadlock.
 
 #include <netinet/in.h>
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "vmm/backends/net/net_backend.h"
@@ -61,12 +71,21 @@ public:
     UserNetwork(const UserNetwork&) = delete;
     UserNetwork& operator=(const UserNetwork&) = delete;
 
+    // VirtioNet's end of the socketpair: frames to the guest only (writes
+    // to it fail with EPIPE: transmit through send()).
     int fd() const override { return device_end_.get(); }
     const std::string& name() const override { return name_; }
     std::string label() const override { return name_; }
     // libslirp only ever sends complete frames, so there is nothing to allow.
     void set_offloads(unsigned) override {}
     void set_header_size(int bytes) override;
+    // Into libslirp, on the calling thread; never EAGAIN (libslirp drops
+    // what its host sockets cannot take, as QEMU's does). -1 with EMSGSIZE
+    // for more than a header and the largest frame.
+    ssize_t send(std::span<const iovec> pieces) override;
+    // Polls the sockets, and arms the timer for the timeouts, that the
+    // frames just sent made libslirp want.
+    void sent() override;
 
     Counters counters() const;
     // libslirp's connection table and counters, for the SIGUSR1 report.
@@ -83,9 +102,10 @@ public:
 private:
     explicit UserNetwork(EventSources& events);
     void start(const std::vector<HostForward>& forwards);
-    // The event loop's handler for our epoll set: everything happens here.
+    // The event loop's handler for our epoll set.
     void pump();
-    void read_from_guest();
+    // The rest with mutex_ held.
+    void take_from_guest(std::span<uint8_t> packet);
     void run_expired_timers();
     // Brings our epoll set in line with the sockets libslirp wants polled
     // now and arms the timerfd for the next deadline.
@@ -98,13 +118,20 @@ private:
     UniqueFd epoll_;
     UniqueFd timer_fd_;
     UniqueFd wake_fd_;
-    Slirp* slirp_ = nullptr;
     bool watching_ = false;
     std::atomic<size_t> header_size_{net::kHeaderSize};  // set by a vCPU thread
-    std::vector<uint8_t> frame_buffer_;
-    std::vector<uint8_t> segment_buffer_;  // a TSO segment being built, reused
-    std::vector<uint8_t> out_buffer_;
+
+    // libslirp and everything below it.
+    std::mutex mutex_;
+    Slirp* slirp_ = nullptr;
+    bool sockets_may_have_changed_ = false;  // by a send() since the last refill()
     std::vector<std::unique_ptr<Timer>> timers_;
+    int64_t timer_armed_ms_ = 0;  // when timer_fd_ fires (absolute ms; 0: not armed)
+    // Storage reused from round to round, so that nothing is allocated per
+    // frame or per wakeup once it has grown.
+    std::vector<uint8_t> frame_buffer_;    // a transmitted frame, gathered
+    std::vector<uint8_t> segment_buffer_;  // a TSO segment being built
+    std::vector<std::pair<int, void*>> due_timers_;
     // The sockets as libslirp last listed them (index = its poll index),
     // and what each reported in this round.
     struct Polled {
@@ -113,7 +140,14 @@ private:
         uint32_t revents;  // epoll bits
     };
     std::vector<Polled> polled_;
-    // Written on the loop thread, read by the SIGUSR1 report.
+    std::vector<Polled> next_polled_;
+    // (fd, epoll bits), sorted by fd: what our epoll set holds now, what
+    // libslirp wants next, and what epoll reported in this round.
+    using FdEvents = std::vector<std::pair<int, uint32_t>>;
+    FdEvents registered_;
+    FdEvents wanted_;
+    FdEvents ready_;
+    // Written under mutex_, read by the SIGUSR1 report.
     std::atomic<uint64_t> to_slirp_frames_{0};
     std::atomic<uint64_t> to_guest_frames_{0};
     std::atomic<uint64_t> to_guest_dropped_{0};
