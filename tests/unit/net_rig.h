@@ -83,6 +83,7 @@ struct TapRecord {
     std::vector<int> header_sizes;
     bool refuse_offloads = false;
     bool refuse_header_size = false;
+    int sent_rounds = 0;  // sent() calls: one per transmit round that sent anything
 };
 
 class FakeTap : public NetBackend {
@@ -99,6 +100,7 @@ public:
         if (record_.refuse_header_size) throw std::system_error(EINVAL, std::generic_category(), "TUNSETVNETHDRSZ");
         record_.header_sizes.push_back(bytes);
     }
+    void sent() override { ++record_.sent_rounds; }
 
 private:
     UniqueFd fd_;
