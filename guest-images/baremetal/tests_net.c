@@ -57,6 +57,19 @@ static bool bring_up(uint32_t features, unsigned count, uint32_t size) {
     return peer_hello();
 }
 
+/* A frame on the test's bridge that the peer did not send. The namespace's
+ * kernel has no address and no IPv6, yet CI saw a 54-byte non-IPv4 frame
+ * arrive in the middle of a test twice: not the device's doing, so a
+ * receive loop skips it, naming what it was. (A device that garbled a
+ * frame of the peer's is still caught: that frame never arrives.) */
+static bool stray(const uint8_t* frame, int len) {
+    if (len >= 14 && memcmp(frame + 6, peer_mac, 6) == 0) return false;
+    info("skipped a %d-byte frame the peer did not send (EtherType 0x%04x from %02x:%02x:%02x:%02x:%02x:%02x)", len,
+         len >= 14 ? (unsigned)(frame[12] << 8 | frame[13]) : 0u, frame[6], frame[7], frame[8], frame[9], frame[10],
+         frame[11]);
+    return true;
+}
+
 /* Whether a received frame is data frame `seq` of `len` bytes from the peer
  * to us, byte for byte. */
 static bool check_data(const uint8_t* frame, int len, uint32_t seq, uint32_t want_len) {
@@ -93,6 +106,7 @@ static bool receive_data(uint32_t seq, const uint32_t* lens, unsigned count, boo
         CHECK(len >= 0, "received %u of %u data frames, then nothing for %u ms", got, count, PEER_TIMEOUT_MS);
         if (peer_is_reply(frame, len, id, reply, sizeof reply)) break;
         if (peer_is_control(frame, len)) continue; /* a late answer to an earlier request */
+        if (stray(frame, len)) continue;
         CHECK(got < count, "more data frames than the %u sent", count);
         if (!check_data(frame, len, seq + got, lens[got])) return false;
         if (check_hdr && !check_hdr(&hdr, len)) return false;
@@ -343,6 +357,7 @@ static bool rx_tcp(uint32_t seed, uint32_t payload, unsigned gso, struct net_hdr
         CHECK(len >= 0, "the TCP frame did not arrive (%u segments, %u payload bytes so far)", *frames, joined);
         if (peer_is_reply(frame, len, id, reply, sizeof reply)) break;
         if (peer_is_control(frame, len)) continue;
+        if (stray(frame, len)) continue;
         CHECK(len >= TCP_HEADERS && frame[12] == 8 && frame[13] == 0 && frame[23] == 6, "not an IPv4 TCP frame (%d bytes)",
               len);
         CHECK(hdr.gso_type == NET_HDR_GSO_NONE || (net_dev.features & BIT(NET_F_GUEST_TSO4)),
@@ -485,6 +500,7 @@ static bool test_net_backpressure(void) {
         CHECK(len >= 0, "after posting buffers: %u of 8 frames, then nothing", got);
         if (peer_is_reply(frame, len, id, reply, sizeof reply)) break;
         if (peer_is_control(frame, len)) continue;
+        if (stray(frame, len)) continue;
         CHECK(got < 8, "more than 8 frames");
         if (!check_data(frame, len, 500 + got, lens[got])) return false;
         got++;
@@ -551,6 +567,7 @@ static bool test_net_rx_small_buffers(void) {
         CHECK(len >= 0, "no answer after the oversize frame");
         if (peer_is_reply(frame, len, id, reply, sizeof reply)) break;
         if (peer_is_control(frame, len)) continue;
+        if (stray(frame, len)) continue;
         CHECK(len <= 190, "a %d-byte frame in 200-byte buffers", len);
         /* Only the small frame may arrive, whole. */
         if (!check_data(frame, len, 701, 100)) return false;
