@@ -62,10 +62,13 @@ VirtioNet::VirtioNet(std::string name, std::unique_ptr<NetBackend> backend, MacA
       // tell a frame that filled everything from one cut short.
       rx_buffer_(net::kMergeableHeaderSize + net::kMaxFrame + 1) {
     watcher_.watch(backend_->fd(), 0, [this](uint32_t ready) { on_backend_ready(ready); });
+    watcher_.add_poller(*this);
 }
 
 VirtioNet::~VirtioNet() {
-    // After this no handler runs; nothing else here touches guest memory.
+    // After these no handler or poller call runs; nothing else here touches
+    // guest memory.
+    watcher_.remove_poller(*this);
     watcher_.unwatch(backend_->fd());
 }
 
@@ -218,6 +221,56 @@ void VirtioNet::on_backend_ready(uint32_t ready) {
     receive();
 }
 
+// --- Polling ----------------------------------------------------------------------
+
+void VirtioNet::begin_polling() {
+    std::lock_guard lock(device_lock());
+    polling_ = true;
+    if (queues_.empty()) return;
+    if (queues_[kTransmitQueue].ready()) queues_[kTransmitQueue].disable_notifications();
+    // A dry receive ring asked for a kick; the polls look for buffers instead.
+    if (queues_[kReceiveQueue].ready() && !rx_ring_may_have_buffers_) queues_[kReceiveQueue].disable_notifications();
+}
+
+bool VirtioNet::poll() {
+    std::lock_guard lock(device_lock());
+    if (queues_.empty()) return false;
+    bool found = false;
+    // (With the tap failed transmit() still completes, dropping.) A chain waiting for the tap is resumed by its writability, not here.
+    if (!tx_blocked_ && queues_[kTransmitQueue].has_available()) {
+        transmit();
+        found = true;
+    }
+    if (!rx_ring_may_have_buffers_ && queues_[kReceiveQueue].has_available()) {
+        rx_ring_may_have_buffers_ = true;
+        receive();
+        found = true;
+    }
+    return found;
+}
+
+bool VirtioNet::end_polling() {
+    std::lock_guard lock(device_lock());
+    polling_ = false;
+    if (queues_.empty()) return false;
+    bool found = false;
+    // enable_notifications() re-checks each ring after the switch: what was
+    // made available just before it got no kick, so it is taken here.
+    VirtQueue& tx = queues_[kTransmitQueue];
+    if (!tx_blocked_ && tx.ready() && !tx.broken() && tx.enable_notifications()) {
+        transmit();
+        found = true;
+    }
+    VirtQueue& rx = queues_[kReceiveQueue];
+    if (!rx_ring_may_have_buffers_ && rx.ready() && !rx.broken() && rx.enable_notifications()) {
+        rx.disable_notifications();
+        rx_ring_may_have_buffers_ = true;
+        receive();
+        found = true;
+    }
+    return found;
+}
+
 // --- Receive ----------------------------------------------------------------------
 
 void VirtioNet::receive() {
@@ -250,9 +303,11 @@ std::optional<DescriptorChain> VirtioNet::next_receive_chain() {
             rx_ring_may_have_buffers_ = false;
             return std::nullopt;
         }
-        // Dry: stop polling the tap until the driver kicks with new buffers.
-        // enable_notifications() looks once more, after the driver can see it.
-        if (!queue.enable_notifications()) {
+        // Dry: stop reading the tap until the driver kicks with new buffers
+        // (or, while the loop polls, until a poll finds some: end_polling()
+        // asks for the kick). enable_notifications() looks once more, after
+        // the driver can see it.
+        if (polling_ || !queue.enable_notifications()) {
             rx_ring_may_have_buffers_ = false;
             return std::nullopt;
         }
@@ -463,7 +518,8 @@ void VirtioNet::transmit() {
         }
         tx_used_.push_back({chain.head, 0});
     }
-    // Kicks are pointless while we are taking everything there is anyway.
+    // Kicks are pointless while we are taking everything there is anyway;
+    // while the loop polls they stay off (end_polling() turns them on).
     do {
         queue.disable_notifications();
         while (auto chain = queue.pop()) {
@@ -474,7 +530,7 @@ void VirtioNet::transmit() {
             }
             tx_used_.push_back({chain->head, 0});
         }
-    } while (!tx_blocked_ && !queue.broken() && queue.enable_notifications());
+    } while (!polling_ && !tx_blocked_ && !queue.broken() && queue.enable_notifications());
     if (queue.broken()) signals_->signal_device_broken(queue.broken_reason());
     if (counters_.tx_packets != sent_before) backend_->sent();
     flush(kTransmitQueue, tx_used_);

@@ -43,6 +43,13 @@
 //
 // A MAC the driver writes lasts until reset, which restores the configured one.
 //
+// Polling. The device is a Poller of its event source (see VirtioBlk):
+// while the loop polls, the driver is told not to kick for transmitted
+// frames, nor for receive buffers it posts once the ring ran dry, and the
+// rings are looked at on every pass; the tap's readiness is reaped by the
+// same loop. When polling ends notifications come back on, with the
+// re-check that serves what was made available just before.
+//
 // Threads. The transport calls in (vCPUs, event loop kicks) holding the
 // device's lock; the tap's readiness arrives on the event loop and takes
 // that same lock, which covers the queues and all state.
@@ -67,7 +74,7 @@
 
 namespace minikvm {
 
-class VirtioNet : public VirtioDevice {
+class VirtioNet : public VirtioDevice, private Poller {
 public:
     static constexpr unsigned kReceiveQueue = 0;
     static constexpr unsigned kTransmitQueue = 1;
@@ -99,7 +106,8 @@ public:
     static constexpr unsigned kReceiveBudget = 64;
 
     // `name` prefixes log lines ("virtio-net0"). `watcher` tells when the
-    // backend's fd is ready; it and the backend must outlive the device.
+    // backend's fd is ready, and polls the rings when it polls; it and the
+    // backend must outlive the device.
     VirtioNet(std::string name, std::unique_ptr<NetBackend> backend, MacAddress mac, EventSources& watcher);
     ~VirtioNet() override;
     VirtioNet(const VirtioNet&) = delete;
@@ -183,6 +191,11 @@ private:
     void drop_in_flight();
     void on_backend_ready(uint32_t ready);
 
+    // Poller, each taking device_lock().
+    void begin_polling() override;
+    bool poll() override;
+    bool end_polling() override;
+
     void log_rx(const std::string& text);
     void log_tx(const std::string& text);
 
@@ -206,6 +219,7 @@ private:
     // the driver's kick sets it again.
     bool rx_ring_may_have_buffers_ = false;
     bool backend_failed_ = false;
+    bool polling_ = false;  // between begin_polling() and end_polling()
 
     // Receive state.
     std::vector<uint8_t> rx_buffer_;           // overflow / waiting tail of one frame
