@@ -13,7 +13,8 @@
  *   bench-blk-seq-read, -seq-write         1 MiB requests, sequential, depth 1
  *   bench-blk-rand-read-qd1, -write-qd1    4 KiB requests at random 4 KiB-aligned offsets
  *   bench-blk-rand-read-qd32, -write-qd32  the same with 32 in flight
- *   bench-blk-irq-read-qd1, -irq-read-qd32 4 KiB random reads, interrupt-driven:
+ *   bench-blk-irq-read-qd1, -irq-read-qd32 4 KiB random reads, interrupt-driven
+ *   (and -irq-write-qd1, -irq-write-qd32:   and the same writes):
  *                                          the guest waits for the device's
  *                                          interrupt (MSI-X, or INTx without it;
  *                                          see bench_irq.h); latency is from
@@ -178,6 +179,8 @@ WORKLOAD(bench_rand_read_qd32, false, true, 4096, 32, false)
 WORKLOAD(bench_rand_write_qd32, true, true, 4096, 32, false)
 WORKLOAD(bench_irq_read_qd1, false, true, 4096, 1, true)
 WORKLOAD(bench_irq_read_qd32, false, true, 4096, 32, true)
+WORKLOAD(bench_irq_write_qd1, true, true, 4096, 1, true)
+WORKLOAD(bench_irq_write_qd32, true, true, 4096, 32, true)
 
 const struct test blk_bench_tests[] = {
     {"bench-blk-seq-read", bench_seq_read, "benchmark: virtio-blk sequential read, 1 MiB requests, depth 1"},
@@ -188,5 +191,8 @@ const struct test blk_bench_tests[] = {
     {"bench-blk-rand-write-qd32", bench_rand_write_qd32, "benchmark: virtio-blk random 4 KiB writes, depth 32"},
     {"bench-blk-irq-read-qd1", bench_irq_read_qd1, "benchmark: virtio-blk random 4 KiB reads, depth 1, by interrupt"},
     {"bench-blk-irq-read-qd32", bench_irq_read_qd32, "benchmark: virtio-blk random 4 KiB reads, depth 32, by interrupt"},
+    {"bench-blk-irq-write-qd1", bench_irq_write_qd1, "benchmark: virtio-blk random 4 KiB writes, depth 1, by interrupt"},
+    {"bench-blk-irq-write-qd32", bench_irq_write_qd32,
+     "benchmark: virtio-blk random 4 KiB writes, depth 32, by interrupt"},
 };
 const unsigned blk_bench_test_count = ARRAY_SIZE(blk_bench_tests);

@@ -17,7 +17,11 @@
  * writes `bench-net-frames` frames (default 200000; a tenth for 64 KiB) as
  * fast as it can and reports its own rate; the guest counts what arrived
  * between the first and the last frame. The tap drops what the VMM does
- * not fetch in time, so frames may be fewer than sent. */
+ * not fetch in time, so frames may be fewer than sent.
+ *
+ * bench-net-size=N runs only the size N (64, 1514 or 65549), and each size
+ * is framed by "measuring" and "measured" lines: scripts/bench samples the
+ * VMM's CPU time there. */
 #include "clock.h"
 #include "net.h"
 #include "net_peer.h"
@@ -77,6 +81,7 @@ static bool bench_tx_size(uint32_t size, uint64_t seconds) {
         peer_data_frame(frame, size, 1);
     }
     if (!peer_request(0, 0, 3000, "sink")) return false;
+    info("measuring");
     /* Keep the ring full: reclaim what the device finished, refill, kick
      * only when the device asks (EVENT_IDX). All chains share one frame:
      * the device only reads it. */
@@ -94,6 +99,7 @@ static bool bench_tx_size(uint32_t size, uint64_t seconds) {
     const uint64_t drain_deadline = now_ns() + 2000000000ull;
     while (net_dev.tx.num_free != net_dev.tx.size && now_ns() < drain_deadline) sent += net_tx_reclaim();
     const uint64_t ns = now_ns() - start_ns;
+    info("measured");
     CHECK(net_dev.tx.num_free == net_dev.tx.size, "transmit ring not drained in 2 s");
     delay_us(100000); /* let the peer read what is on its way */
     char reply[96];
@@ -105,19 +111,34 @@ static bool bench_tx_size(uint32_t size, uint64_t seconds) {
     return true;
 }
 
+/* Whether size i runs: all, or the one bench-net-size= names. */
+static bool size_wanted(unsigned i) {
+    const uint64_t only = cmdline_number("bench-net-size", 0);
+    return only == 0 || only == sizes[i];
+}
+
+static bool known_size(void) {
+    const uint64_t only = cmdline_number("bench-net-size", 0);
+    for (unsigned i = 0; i < ARRAY_SIZE(sizes); ++i)
+        if (only == 0 || only == sizes[i]) return true;
+    return fail("bench-net-size=%llu: not one of 64, 1514, 65549", (unsigned long long)only);
+}
+
 static bool bench_net_tx(void) {
     if (!net_find()) return skip("no virtio-net");
     if (!start(BIT(NET_F_CSUM) | BIT(NET_F_HOST_TSO4))) return false;
     CHECK(net_dev.features & BIT(NET_F_HOST_TSO4), "HOST_TSO4 not negotiated");
     if (!peer_request(0, 0, 3000, "offload flags=%u", TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)) return false;
     const uint64_t seconds = cmdline_count("bench-seconds", 1);
+    if (!known_size()) return false;
     for (unsigned i = 0; i < ARRAY_SIZE(sizes); ++i)
-        if (!bench_tx_size(sizes[i], seconds)) return false;
+        if (size_wanted(i) && !bench_tx_size(sizes[i], seconds)) return false;
     return true;
 }
 
 static bool bench_rx_size(uint32_t size, unsigned count) {
     struct virtq* rx = &net_dev.rx;
+    info("measuring");
     const unsigned id = peer_send("blast kind=%s len=%u count=%u", size > ETH_MAX_FRAME ? "tcp" : "data", size, count);
     CHECK(id, "could not send the request");
     uint64_t frames = 0, bytes = 0, first_bytes = 0, first = 0, last = 0;
@@ -156,6 +177,7 @@ static bool bench_rx_size(uint32_t size, unsigned count) {
         net_repost_rx(buf);
         net_rx_kick();
     }
+    info("measured");
     CHECK(frames > 1, "%llu frames arrived", (unsigned long long)frames);
     char extra[64] = "sent=? host_frames_per_s=?";
     if (answered) {
@@ -173,8 +195,9 @@ static bool bench_net_rx(void) {
     if (!start(BIT(NET_F_GUEST_CSUM) | BIT(NET_F_GUEST_TSO4))) return false;
     CHECK(net_dev.features & BIT(NET_F_GUEST_TSO4), "GUEST_TSO4 not negotiated");
     const unsigned count = (unsigned)cmdline_count("bench-net-frames", 200000);
+    if (!known_size()) return false;
     for (unsigned i = 0; i < ARRAY_SIZE(sizes); ++i)
-        if (!bench_rx_size(sizes[i], sizes[i] > ETH_MAX_FRAME ? count / 10 : count)) return false;
+        if (size_wanted(i) && !bench_rx_size(sizes[i], sizes[i] > ETH_MAX_FRAME ? count / 10 : count)) return false;
     return true;
 }
 
