@@ -161,7 +161,9 @@ void VirtioBlk::begin_polling() {
 
 bool VirtioBlk::poll() {
     std::lock_guard lock(device_lock());
-    const bool completed = backend_->in_flight() > 0 && on_completions(false);
+    // Completions are looked for without a system call; the read() that
+    // drains the completion fd comes only with something to reap.
+    const bool completed = backend_->in_flight() > 0 && backend_->completions_ready() && on_completions(false);
     if (queues_.empty()) return completed;
     VirtQueue& queue = queues_[kRequestQueue];
     // A broken queue was reported when it broke; has_available() says no.

@@ -192,9 +192,9 @@ void BlockBackend::reap(std::vector<BlockCompletion>& out, bool wait) {
     out.insert(out.end(), failed_to_start_.begin(), failed_to_start_.end());
     const bool had_failures = !failed_to_start_.empty();
     failed_to_start_.clear();
-    std::vector<BlockIoCompletion> batch;
-    io_->reap(batch, wait && !had_failures);
-    for (const BlockIoCompletion& completion : batch) on_operation_done(completion, out);
+    reaped_.clear();
+    io_->reap(reaped_, wait && !had_failures);
+    for (const BlockIoCompletion& completion : reaped_) on_operation_done(completion, out);
     start_deferred();
     out.insert(out.end(), failed_to_start_.begin(), failed_to_start_.end());
     failed_to_start_.clear();

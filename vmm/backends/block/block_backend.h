@@ -93,6 +93,9 @@ public:
     // `wait`, blocks until at least one operation finishes, unless nothing
     // is in flight.
     void reap(std::vector<BlockCompletion>& out, bool wait);
+    // Whether reap() has something now, looked at without a system call
+    // (what a poller asks on every pass).
+    bool completions_ready() const { return !failed_to_start_.empty() || io_->completions_ready(); }
     // Requests submitted and not yet reaped.
     size_t in_flight() const { return busy_; }
     // Drops every request: what has not started is cancelled, what runs is
@@ -141,6 +144,7 @@ private:
     unsigned busy_ = 0;
     std::deque<uint32_t> deferred_;  // waiting for bounce budget, in order
     std::vector<BlockCompletion> failed_to_start_;  // complete_later(): reported at the next reap()
+    std::vector<BlockIoCompletion> reaped_;  // reap()'s batch from the engine, kept for its capacity
     uint64_t bounce_in_use_ = 0;
     uint64_t bounced_ = 0;
     uint8_t* zeros_ = nullptr;  // kZeroChunk zero bytes, aligned for O_DIRECT

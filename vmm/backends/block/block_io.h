@@ -66,6 +66,9 @@ public:
     // Appends finished operations to `out`. With `wait`, blocks until at
     // least one is there, unless nothing is in flight.
     virtual void reap(std::vector<BlockIoCompletion>& out, bool wait) = 0;
+    // Whether reap() would find something now, found without a system call:
+    // a poller's cheap look (completion_fd() costs a read() to drain).
+    virtual bool completions_ready() const = 0;
     // Operations queued and not yet reaped.
     virtual size_t in_flight() const = 0;
     // Operations that have not started are completed with -ECANCELED

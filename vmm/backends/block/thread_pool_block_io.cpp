@@ -71,6 +71,11 @@ void ThreadPoolBlockIo::cancel_unstarted() {
     }
 }
 
+bool ThreadPoolBlockIo::completions_ready() const {
+    std::lock_guard lock(mutex_);
+    return !completed_.empty();
+}
+
 void ThreadPoolBlockIo::reap(std::vector<BlockIoCompletion>& out, bool wait) {
     std::unique_lock lock(mutex_);
     if (wait && completed_.empty() && in_flight_ > 0) {

@@ -35,6 +35,7 @@ public:
     void submit() override;
     int completion_fd() const override { return eventfd_.get(); }
     void reap(std::vector<BlockIoCompletion>& out, bool wait) override;
+    bool completions_ready() const override;
     size_t in_flight() const override;
     void cancel_unstarted() override;
 

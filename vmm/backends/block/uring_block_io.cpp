@@ -103,6 +103,11 @@ size_t UringBlockIo::collect(std::vector<BlockIoCompletion>& out) {
     return count;
 }
 
+bool UringBlockIo::completions_ready() const {
+    // The completion ring's head and tail, in shared memory.
+    return !stash_.empty() || io_uring_cq_ready(&ring_) > 0;
+}
+
 void UringBlockIo::reap(std::vector<BlockIoCompletion>& out, bool wait) {
     const size_t stashed = stash_.size();
     out.insert(out.end(), stash_.begin(), stash_.end());
