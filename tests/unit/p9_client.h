@@ -48,6 +48,30 @@ struct P9Reply {
         return static_cast<int>(in.u32());
     }
     p9::WireReader body() const { return p9::WireReader(std::span<const uint8_t>(bytes).subspan(p9::kHeaderSize)); }
+
+    // An Rreaddir's entries: names and offsets, in order. `complete` says
+    // whether they filled the count exactly and were all readable.
+    struct DirEntry {
+        std::string name;
+        uint64_t offset = 0;
+    };
+    std::vector<DirEntry> directory_entries(bool* complete = nullptr) const {
+        p9::WireReader in = body();
+        const uint32_t count = in.u32();
+        std::vector<DirEntry> entries;
+        size_t used = 0;
+        while (used < count && !in.failed()) {
+            in.bytes(p9::kQidSize);
+            DirEntry entry;
+            entry.offset = in.u64();
+            in.u8();  // type
+            entry.name = std::string(in.string());
+            used += p9::kQidSize + 8 + 1 + 2 + entry.name.size();
+            entries.push_back(std::move(entry));
+        }
+        if (complete) *complete = used == count && !in.failed();
+        return entries;
+    }
 };
 
 // A directory in /tmp, removed with everything in it at the end.

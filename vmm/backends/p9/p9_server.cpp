@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -490,7 +491,10 @@ int Server::serve(const Readdir& m, std::vector<uint8_t>& reply, size_t limit) {
     const size_t start = reply.size();
     WireWriter out(reply);
     out.u32(0);
-    std::vector<uint8_t> entries(std::max<size_t>(count, 512));
+    // getdents64 fills this as often as it takes: a fixed buffer on the
+    // stack, where one sized to `count` (up to msize) was allocated and
+    // zeroed for every request.
+    alignas(struct dirent64) std::array<uint8_t, 16384> entries;
     size_t used = 0;
     bool full = false;
     while (!full) {
