@@ -64,6 +64,15 @@ TEST_CASE("virtio-net polling: frames and buffers the driver did not kick for ar
     };
     watch_kicks(tx_kick, &Rig::kick_tx);
     watch_kicks(rx_kick, &Rig::kick_rx);
+    // Unwatched before the eventfds and the rig go, on a failed REQUIRE too.
+    struct Unwatch {
+        EventLoop& loop;
+        int tx, rx;
+        ~Unwatch() {
+            loop.unwatch(tx);
+            loop.unwatch(rx);
+        }
+    } unwatch{loop, tx_kick.get(), rx_kick.get()};
 
     constexpr int kFrames = 200;
     int tx_kicks = 0;
@@ -116,6 +125,4 @@ TEST_CASE("virtio-net polling: frames and buffers the driver did not kick for ar
         };
         CHECK(wait_for([&] { return kicks_wanted(rig.tx) && kicks_wanted(rig.rx); }));
     }
-    loop.unwatch(tx_kick.get());
-    loop.unwatch(rx_kick.get());
 }
