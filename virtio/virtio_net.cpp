@@ -236,7 +236,8 @@ bool VirtioNet::poll() {
     std::lock_guard lock(device_lock());
     if (queues_.empty()) return false;
     bool found = false;
-    // (With the tap failed transmit() still completes, dropping.) A chain waiting for the tap is resumed by its writability, not here.
+    // A chain waiting for the tap is resumed by its writability, not here.
+    // (With the tap failed, transmit() still completes chains, dropping.)
     if (!tx_blocked_ && queues_[kTransmitQueue].has_available()) {
         transmit();
         found = true;
@@ -529,6 +530,11 @@ void VirtioNet::transmit() {
                 break;
             }
             tx_used_.push_back({chain->head, 0});
+            // Large frames go back to the driver as they are sent, not after
+            // the whole ring (256 TSO frames take milliseconds): a driver
+            // that refills as buffers come back keeps the ring full.
+            tx_unpublished_bytes_ += chain->readable_length;
+            if (tx_unpublished_bytes_ >= kTransmitPublishBytes) flush(kTransmitQueue, tx_used_);
         }
     } while (!polling_ && !tx_blocked_ && !queue.broken() && queue.enable_notifications());
     if (queue.broken()) signals_->signal_device_broken(queue.broken_reason());
@@ -606,6 +612,7 @@ VirtioNet::Sent VirtioNet::transmit_chain(const DescriptorChain& chain) {
 // --- Common -----------------------------------------------------------------------
 
 void VirtioNet::flush(unsigned queue_index, std::vector<VirtQueue::UsedElement>& used) {
+    if (queue_index == kTransmitQueue) tx_unpublished_bytes_ = 0;
     if (used.empty()) return;
     VirtQueue& queue = queues_[queue_index];
     queue.push_batch(used);

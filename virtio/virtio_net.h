@@ -104,6 +104,9 @@ public:
     // Frames received per wakeup at most, so kicks and transmits served by
     // the same thread wait at most this long.
     static constexpr unsigned kReceiveBudget = 64;
+    // Transmitted bytes after which completed chains are handed back to the
+    // driver within one pass, so that it can refill while the rest is sent.
+    static constexpr size_t kTransmitPublishBytes = 256 * 1024;
 
     // `name` prefixes log lines ("virtio-net0"). `watcher` tells when the
     // backend's fd is ready, and polls the rings when it polls; it and the
@@ -230,6 +233,7 @@ private:
     // Transmit state.
     std::optional<DescriptorChain> tx_blocked_;  // waits for the tap to be writable
     std::vector<VirtQueue::UsedElement> tx_used_;
+    size_t tx_unpublished_bytes_ = 0;  // in tx_used_ since the last flush
 
     Counters counters_;
     RateLimitedLog rx_log_;

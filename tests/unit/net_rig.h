@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -84,6 +85,8 @@ struct TapRecord {
     bool refuse_offloads = false;
     bool refuse_header_size = false;
     int sent_rounds = 0;  // sent() calls: one per transmit round that sent anything
+    // When set, send() calls it and takes the frame without writing it.
+    std::function<void()> on_send;
 };
 
 class FakeTap : public NetBackend {
@@ -101,6 +104,13 @@ public:
         record_.header_sizes.push_back(bytes);
     }
     void sent() override { ++record_.sent_rounds; }
+    ssize_t send(std::span<const iovec> pieces) override {
+        if (!record_.on_send) return NetBackend::send(pieces);
+        record_.on_send();
+        size_t total = 0;
+        for (const iovec& piece : pieces) total += piece.iov_len;
+        return static_cast<ssize_t>(total);
+    }
 
 private:
     UniqueFd fd_;
