@@ -203,11 +203,17 @@ void VirtioNet::queue_notified(unsigned index) {
     if (index == kTransmitQueue) {
         transmit();
     } else if (index == kReceiveQueue) {
-        // New receive buffers: poll the tap again.
-        queues_[kReceiveQueue].disable_notifications();
-        rx_ring_may_have_buffers_ = true;
-        receive();
+        resume_receive();
     }
+}
+
+// New receive buffers after a dry ring (a kick, or a poll that found them):
+// no more kicks for buffers until the ring runs dry again, and the tap is
+// read again.
+void VirtioNet::resume_receive() {
+    queues_[kReceiveQueue].disable_notifications();
+    rx_ring_may_have_buffers_ = true;
+    receive();
 }
 
 void VirtioNet::on_backend_ready(uint32_t ready) {
@@ -243,8 +249,7 @@ bool VirtioNet::poll() {
         found = true;
     }
     if (!rx_ring_may_have_buffers_ && queues_[kReceiveQueue].has_available()) {
-        rx_ring_may_have_buffers_ = true;
-        receive();
+        resume_receive();
         found = true;
     }
     return found;
@@ -264,9 +269,7 @@ bool VirtioNet::end_polling() {
     }
     VirtQueue& rx = queues_[kReceiveQueue];
     if (!rx_ring_may_have_buffers_ && rx.ready() && !rx.broken() && rx.enable_notifications()) {
-        rx.disable_notifications();
-        rx_ring_may_have_buffers_ = true;
-        receive();
+        resume_receive();
         found = true;
     }
     return found;

@@ -172,6 +172,7 @@ private:
 
     // All with device_lock() held and the device active.
     void receive();
+    void resume_receive();  // buffers came after a dry ring: read the tap again
     Step receive_one();        // without MRG_RXBUF
     Step receive_mergeable();  // with it
     Step finish_pending_frame();
