@@ -177,9 +177,10 @@ bool VirtioBlk::end_polling() {
     polling_ = false;
     if (queues_.empty()) return false;
     VirtQueue& queue = queues_[kRequestQueue];
-    // enable_notifications() re-checks the ring after the switch: a request
-    // made available just before it gets no kick, so it is taken here.
-    if (!queue.ready() || queue.broken() || !queue.enable_notifications()) return false;
+    // enable_notifications() re-checks the ring after the switch (false for
+    // a queue not ready or broken): a request made available just before it
+    // gets no kick, so it is taken here.
+    if (!queue.enable_notifications()) return false;
     process_queue();
     return true;
 }

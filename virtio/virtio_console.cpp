@@ -52,7 +52,7 @@ bool VirtioConsole::end_polling() {
     if (queues_.empty()) return false;
     VirtQueue& queue = queues_[kTransmitQueue];
     // The re-check after the switch: output queued just before it got no kick.
-    if (!queue.ready() || queue.broken() || !queue.enable_notifications()) return false;
+    if (!queue.enable_notifications()) return false;
     transmit_all();
     return true;
 }

@@ -260,15 +260,16 @@ bool VirtioNet::end_polling() {
     polling_ = false;
     if (queues_.empty()) return false;
     bool found = false;
-    // enable_notifications() re-checks each ring after the switch: what was
-    // made available just before it got no kick, so it is taken here.
+    // enable_notifications() re-checks each ring after the switch (false for
+    // a queue not ready or broken): what was made available just before it
+    // got no kick, so it is taken here.
     VirtQueue& tx = queues_[kTransmitQueue];
-    if (!tx_blocked_ && tx.ready() && !tx.broken() && tx.enable_notifications()) {
+    if (!tx_blocked_ && tx.enable_notifications()) {
         transmit();
         found = true;
     }
     VirtQueue& rx = queues_[kReceiveQueue];
-    if (!rx_ring_may_have_buffers_ && rx.ready() && !rx.broken() && rx.enable_notifications()) {
+    if (!rx_ring_may_have_buffers_ && rx.enable_notifications()) {
         resume_receive();
         found = true;
     }
