@@ -11,7 +11,10 @@
  *                           loopback, where scripts/bench counts what
  *                           arrives), the ring kept full: the guest's side
  *                           of the rate; the host's side is the bench's
- *     INFO bench-net-user-udp-tx: datagrams=N bytes=B ms=T mbit_per_s=M */
+ *     INFO bench-net-user-udp-tx: datagrams=N bytes=B ms=T mbit_per_s=M
+ *
+ * Each frames what it times with "measuring" and "measured" lines, where
+ * scripts/bench samples the VMM's CPU time. */
 #include "bench.h"
 #include "clock.h"
 #include "net.h"
@@ -37,6 +40,7 @@ static bool bench_net_user_ping(void) {
     static uint8_t ping[14 + 20 + 8 + 56];
     uint8_t* f = net_user_rx_frame();
     uint64_t total = 0;
+    info("measuring");
     const uint64_t start = rdtsc();
     for (unsigned i = 0; i < count; ++i) {
         ping_seq = (uint16_t)(i + 1);
@@ -48,6 +52,7 @@ static bool bench_net_user_ping(void) {
         total += samples[i];
     }
     const uint64_t ns = cycles_to_ns(rdtsc() - start);
+    info("measured");
     sort_u64(samples, count);
     const uint64_t mean = cycles_to_ns(total / count), p50 = cycles_to_ns(samples[count / 2]),
                    p99 = cycles_to_ns(samples[count * 99 / 100]);
@@ -79,6 +84,7 @@ static bool bench_net_user_udp_tx(void) {
     net_user_put16(udp + 6, sum ? sum : 0xffff);
     const struct net_hdr hdr = {0};
     unsigned queued = 0, done = 0;
+    info("measuring");
     const uint64_t start = rdtsc();
     while (done < count) {
         while (queued < count && net_tx_add(&hdr, f, sizeof f, NET_LAYOUT_SPLIT, f)) ++queued; /* f: a non-null token */
@@ -86,6 +92,7 @@ static bool bench_net_user_udp_tx(void) {
         done += net_tx_reclaim();
     }
     const uint64_t ns = cycles_to_ns(rdtsc() - start);
+    info("measured");
     const uint64_t bytes = (uint64_t)count * UDP_PAYLOAD;
     const uint64_t mbit = bytes * 8 * 1000 / (ns ? ns : 1);
     info("datagrams=%u bytes=%llu ms=%llu mbit_per_s=%llu", count, (unsigned long long)bytes,
