@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -489,7 +490,9 @@ void Machine::console_output(unsigned source, std::span<const uint8_t> bytes, bo
     }
     const bool had_panic = watcher_.panic_line().has_value();
     watcher_.feed(source, bytes);
-    if (!had_panic && watcher_.panic_line() && !panic_since_) panic_since_ = std::chrono::steady_clock::now();
+    const auto now = std::chrono::steady_clock::now();
+    if (!had_panic && watcher_.panic_line() && !panic_since_) panic_since_ = now;
+    if (panic_since_ && !bytes.empty()) panic_last_output_ = now;
 }
 
 void Machine::check_for_panic() {
@@ -498,8 +501,14 @@ void Machine::check_for_panic() {
         std::lock_guard lock(console_mutex_);
         if (!panic_since_) return;
         // The panic's own report ends with its end marker; wait for it (its
-        // backtrace is what a developer needs) but not forever.
-        const bool grace_over = std::chrono::steady_clock::now() - *panic_since_ >= std::chrono::seconds(1);
+        // backtrace is what a developer needs, and pvpanic comes after it)
+        // while the guest still prints it, however slowly (an emulated or
+        // loaded host takes seconds), but not forever.
+        constexpr auto kQuiet = std::chrono::seconds(1);
+        constexpr auto kLongest = std::chrono::seconds(30);
+        const auto now = std::chrono::steady_clock::now();
+        const auto last_sign = std::max(*panic_since_, panic_last_output_.value_or(*panic_since_));
+        const bool grace_over = now - last_sign >= kQuiet || now - *panic_since_ >= kLongest;
         if (!watcher_.panic_complete() && !grace_over) return;
         line = watcher_.panic_line().value_or("");
     }

@@ -136,6 +136,7 @@ private:
     mutable std::mutex console_mutex_;  // guards watcher_ and the panic state below
     ConsoleWatcher watcher_;
     std::optional<std::chrono::steady_clock::time_point> panic_since_;
+    std::optional<std::chrono::steady_clock::time_point> panic_last_output_;  // console bytes since
     bool pvpanic_seen_ = false;
     std::optional<double> first_console_byte_ms_;  // after process start
     std::optional<double> boot_complete_ms_;       // the guest's BootCompleteMarker
