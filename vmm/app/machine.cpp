@@ -27,6 +27,7 @@
 #include "boot/memory_layout.h"
 #include "boot/mp_table.h"
 #include "boot/x86_boot_state.h"
+#include "devices/irqfd_level_line.h"
 #include "vmm/app/boot_hints.h"
 #include "vmm/app/exec_session.h"
 #include "vmm/app/terminal.h"
@@ -152,8 +153,7 @@ Machine::Machine(const MachineConfig& config, std::chrono::steady_clock::time_po
           spdlog::info("guest boot complete (marker {} on port {:#x}) {:.1f} ms after process start",
                        BootCompleteMarker::kValue, BootCompleteMarker::kPort, *boot_complete_ms_);
       }),
-      pci_(io_bus_, mmio_bus_, [this](uint32_t gsi) { return std::make_unique<KvmIrqLine>(vm_, gsi); },
-           pci_memory64_window(memory_, kvm_)),
+      pci_(io_bus_, mmio_bus_, pci_intx_factory(), pci_memory64_window(memory_, kvm_)),
       memory_slots_(vm_, static_cast<uint32_t>(memory_.regions().size()),
                     static_cast<uint32_t>(std::max(kvm_.check_extension(KVM_CAP_NR_MEMSLOTS), 0))) {
     int max_cpus = std::min(kvm_.recommended_vcpus(), 254);
@@ -191,6 +191,15 @@ void Machine::add_devices() {
     io_bus_.add(BootCompleteMarker::kPort, 1, boot_marker_);
     add_virtio_devices();
     add_assigned_devices();
+}
+
+PciHostBridge::IrqLineFactory Machine::pci_intx_factory() {
+    // INTx raised by the thread that finished the work and lowered by KVM
+    // at the guest's EOI, where KVM can (see IrqfdLevelLine).
+    if (kvm_.check_extension(KVM_CAP_IRQFD_RESAMPLE) > 0)
+        return [this](uint32_t gsi) { return std::make_unique<IrqfdLevelLine>(&vm_, event_loop_, gsi); };
+    spdlog::debug("KVM has no resampling irqfds: PCI INTx goes through KVM_IRQ_LINE");
+    return [this](uint32_t gsi) { return std::make_unique<KvmIrqLine>(vm_, gsi); };
 }
 
 GsiRouting* Machine::gsi_routing() {

@@ -81,6 +81,8 @@ private:
     void add_assigned_devices();
     // KVM's interrupt routing, made on first need; null when KVM has none.
     GsiRouting* gsi_routing();
+    // Makes the PCI slots' INTx lines: resampling irqfds where KVM has them.
+    PciHostBridge::IrqLineFactory pci_intx_factory();
     // At exit: each device's summary (a network card's counters), at info level.
     void log_device_summaries() const;
     // Where the guest's console input goes, if anywhere.

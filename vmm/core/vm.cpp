@@ -138,4 +138,11 @@ void Vm::set_irq_line(uint32_t gsi, bool level) const {
     check(::ioctl(fd_.get(), KVM_IRQ_LINE, &irq), "KVM_IRQ_LINE");
 }
 
+std::optional<bool> Vm::ioapic_pin_level_triggered(uint32_t pin) const {
+    kvm_irqchip chip{};
+    chip.chip_id = KVM_IRQCHIP_IOAPIC;
+    if (pin >= KVM_IOAPIC_NUM_PINS || ::ioctl(fd_.get(), KVM_GET_IRQCHIP, &chip) < 0) return std::nullopt;
+    return chip.chip.ioapic.redirtbl[pin].fields.trig_mode == 1;
+}
+
 }  // namespace minikvm

@@ -3,6 +3,7 @@
 // interrupt lines.
 
 #include <cstdint>
+#include <optional>
 #include <span>
 
 #include "vmm/core/guest_memory.h"
@@ -31,6 +32,9 @@ public:
     void set_memory_slot(uint32_t slot, uint64_t guest_address, uint64_t size, void* host) const;
     // Drives interrupt line `gsi` of the in-kernel irqchip to `level`.
     void set_irq_line(uint32_t gsi, bool level) const;
+    // Whether the guest programmed pin `pin` of the in-kernel IOAPIC
+    // level-triggered (KVM_GET_IRQCHIP); nullopt when KVM cannot say.
+    std::optional<bool> ioapic_pin_level_triggered(uint32_t pin) const;
 
     // An eventfd KVM signals when the guest writes `length` bytes equal to
     // `datamatch` to I/O port `port`. The write completes inside the kernel:
