@@ -56,9 +56,12 @@ Virtio9p::Virtio9p(std::string name, std::string tag, std::unique_ptr<p9::Server
         std::lock_guard lock(device_lock());
         publish_finished();
     });
+    events_.add_poller(*this);
 }
 
 Virtio9p::~Virtio9p() {
+    // No poll or completion handler may run past this point.
+    events_.remove_poller(*this);
     events_.unwatch(finished_fd_.get());
     std::lock_guard lock(device_lock());
     drain();
@@ -103,10 +106,48 @@ void Virtio9p::queue_notified(unsigned index) {
     process_queue();
 }
 
+// --- Polling ------------------------------------------------------------------
+
+void Virtio9p::begin_polling() {
+    std::lock_guard lock(device_lock());
+    polling_ = true;
+    if (!queues_.empty() && queues_[kRequestQueue].ready()) queues_[kRequestQueue].disable_notifications();
+}
+
+bool Virtio9p::poll() {
+    std::lock_guard lock(device_lock());
+    // Replies are looked for without a system call; the eventfd the workers
+    // also wrote is drained by its handler when the loop next dispatches.
+    const bool finished = has_finished_.load(std::memory_order_acquire);
+    if (finished) publish_finished();
+    if (queues_.empty() || !queues_[kRequestQueue].has_available()) return finished;
+    process_queue();
+    return true;
+}
+
+bool Virtio9p::end_polling() {
+    std::lock_guard lock(device_lock());
+    polling_ = false;
+    if (queues_.empty()) return false;
+    // enable_notifications() re-checks the ring after the switch (false for
+    // a queue not ready or broken): a request made available just before it
+    // gets no kick, so it is taken here.
+    if (!queues_[kRequestQueue].enable_notifications()) return false;
+    process_queue();
+    return true;
+}
+
+// --- Requests -------------------------------------------------------------------
+
 void Virtio9p::process_queue() {
     VirtQueue& queue = queues_[kRequestQueue];
     if (!queue.ready()) return;
-    while (auto chain = queue.pop()) start(std::move(*chain));
+    // Kicks are pointless while everything there is gets taken anyway, and
+    // while polling.
+    do {
+        queue.disable_notifications();
+        while (auto chain = queue.pop()) start(std::move(*chain));
+    } while (!polling_ && !queue.broken() && queue.enable_notifications());
     if (queue.broken()) signals_->signal_device_broken(queue.broken_reason());
     publish_finished();  // chains rejected outright
 }
@@ -174,6 +215,7 @@ void Virtio9p::serve(const DescriptorChain& chain, uint64_t sequence) {
     {
         std::lock_guard lock(jobs_mutex_);
         finished_.push_back({chain.head, static_cast<uint32_t>(written)});
+        has_finished_.store(true, std::memory_order_release);
         in_flight_.erase(sequence);
     }
     job_done_.notify_all();
@@ -184,20 +226,23 @@ void Virtio9p::serve(const DescriptorChain& chain, uint64_t sequence) {
 }
 
 void Virtio9p::publish_finished() {
-    std::vector<Finished> finished;
     {
         std::lock_guard lock(jobs_mutex_);
-        finished.swap(finished_);
+        publishing_.swap(finished_);  // both keep their capacity
+        has_finished_.store(false, std::memory_order_relaxed);
     }
-    if (queues_.empty()) return;  // reset meanwhile: the driver expects nothing
-    for (const Finished& done : finished) used_.add(done.head, done.written);
-    used_.publish(queues_[kRequestQueue], *signals_);
+    if (!queues_.empty()) {  // else reset meanwhile: the driver expects nothing
+        for (const Finished& done : publishing_) used_.add(done.head, done.written);
+        used_.publish(queues_[kRequestQueue], *signals_);
+    }
+    publishing_.clear();
 }
 
 void Virtio9p::drain() {
     workers_.wait_idle();
     std::lock_guard lock(jobs_mutex_);
     finished_.clear();
+    has_finished_.store(false, std::memory_order_relaxed);
     in_flight_.clear();
 }
 

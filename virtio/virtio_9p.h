@@ -20,10 +20,19 @@
 // limited); everything inside a message is the server's to judge. A ring
 // rule broken stops the device through the transport.
 //
-// Threads: the transport's calls and the completion handler hold
-// device_lock(); workers never take it (they hand finished chains over
-// under jobs_mutex_), so reset() can wait for them while holding it.
+// Polling. The device is a Poller of its event source, as virtio-blk is:
+// while the loop polls it, the driver is told not to notify (the request
+// queue's notifications off), new requests are taken from the ring and
+// finished replies published as soon as a worker hands them over; when
+// polling ends, notifications go back on and the ring is looked at once
+// more. That spares the guest a notify exit per request; the requests
+// themselves still run on the workers, never on the polling thread.
+//
+// Threads: the transport's calls, the completion handler and the poller
+// calls hold device_lock(); workers never take it (they hand finished chains
+// over under jobs_mutex_), so reset() can wait for them while holding it.
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -43,7 +52,7 @@
 
 namespace minikvm {
 
-class Virtio9p : public VirtioDevice {
+class Virtio9p : public VirtioDevice, private Poller {
 public:
     static constexpr unsigned kRequestQueue = 0;
     static constexpr uint16_t kQueueSize = 128;
@@ -92,6 +101,11 @@ private:
         uint32_t written;
     };
 
+    // Poller, each with device_lock() taken.
+    void begin_polling() override;
+    bool poll() override;
+    bool end_polling() override;
+
     // With device_lock() held.
     void process_queue();
     void start(DescriptorChain chain);
@@ -115,7 +129,12 @@ private:
     std::condition_variable job_done_;
     std::map<uint64_t, uint16_t> in_flight_;  // sequence -> tag, for Tflush
     std::vector<Finished> finished_;
+    // Whether finished_ holds anything: what poll() looks at, without the
+    // mutex the workers take.
+    std::atomic<bool> has_finished_{false};
     uint64_t next_sequence_ = 0;
+    bool polling_ = false;  // between begin_polling() and end_polling()
+    std::vector<Finished> publishing_;  // publish_finished()'s, kept to spare an allocation
 
     uint64_t rejected_ = 0;  // chains that carried no usable message
     RateLimitedLog log_;
