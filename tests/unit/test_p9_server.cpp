@@ -9,10 +9,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <fstream>
 #include <set>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "p9_client.h"
 
@@ -97,6 +100,51 @@ TEST_CASE("9p: walk, getattr, open and read a file; readdir lists the directory"
     std::sort(names.begin(), names.end());
     CHECK(names == std::vector<std::string>{".", "..", "dir", "hello"});
     CHECK(complete);
+}
+
+TEST_CASE("9p: reads of one fid from several threads each get their own bytes", "[p9]") {
+    // Reads of one fid run side by side (a shared lock); a Tgetattr on the
+    // same fid, which serializes, runs among them.
+    TempDirectory dir;
+    constexpr uint32_t kWords = 1 << 18;  // a 1 MiB file whose word i is i
+    {
+        std::vector<uint32_t> words(kWords);
+        for (uint32_t i = 0; i < kWords; ++i) words[i] = i;
+        std::ofstream(dir.path + "/data", std::ios::binary)
+            .write(reinterpret_cast<const char*>(words.data()), static_cast<std::streamsize>(kWords * 4));
+    }
+    P9Session s(dir.path);
+    REQUIRE(s.walked(s.walk(0, 1, {"data"})) == 1);
+    REQUIRE(s.lopen(1, 0).error() == 0);
+    std::atomic<int> wrong{0};
+    std::vector<std::thread> readers;
+    for (uint32_t t = 0; t < 4; ++t) {
+        readers.emplace_back([&, t] {
+            for (uint32_t n = 0; n < 300; ++n) {
+                const uint32_t word = (t * 7919 + n * 104729) % (kWords - 1024);
+                const std::vector<uint8_t> request =
+                    P9Message(p9::Type::Tread).u32(1).u64(uint64_t{word} * 4).u32(4096).bytes();
+                const std::vector<uint8_t> reply = s.server.handle(request, 1 << 20);
+                if (reply.size() != p9::kHeaderSize + 4 + 4096 || reply[4] != static_cast<uint8_t>(p9::Type::Rread)) {
+                    ++wrong;
+                    continue;
+                }
+                for (uint32_t i = 0; i < 1024; ++i) {
+                    uint32_t value;
+                    std::memcpy(&value, reply.data() + p9::kHeaderSize + 4 + 4 * i, 4);
+                    if (value != word + i) {
+                        ++wrong;
+                        break;
+                    }
+                }
+            }
+        });
+    }
+    for (int n = 0; n < 300; ++n) {
+        if (s.call(P9Message(p9::Type::Tgetattr).u32(1).u64(0x7ff).bytes()).error() != 0) ++wrong;
+    }
+    for (std::thread& reader : readers) reader.join();
+    CHECK(wrong == 0);
 }
 
 TEST_CASE("9p: an open fid cannot be walked onto itself; a fid not yet open can", "[p9]") {

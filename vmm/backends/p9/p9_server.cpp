@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <shared_mutex>
 #include <type_traits>
 
 #include <fmt/format.h>
@@ -92,7 +93,9 @@ bool xattr_name_writable(std::string_view name) {
 // One fid: a path in the tree, and what the guest did with it.
 struct Server::Fid {
     enum class Kind { Path, XattrRead, XattrWrite };
-    std::mutex mutex;  // serializes requests on this fid
+    // Serializes requests on this fid, but for Tread: reads at several
+    // offsets of one open file (a client reading ahead) run side by side.
+    std::shared_mutex mutex;
     std::string path;  // guarded by table_mutex_ (renames move it)
     std::atomic<Kind> kind{Kind::Path};  // Txattrcreate changes it under `mutex`; read anywhere
     UniqueFd file;     // after Tlopen / Tlcreate
@@ -403,7 +406,9 @@ int Server::serve(const Lcreate& m, std::vector<uint8_t>& reply, size_t) {
 int Server::serve(const Read& m, std::vector<uint8_t>& reply, size_t limit, std::span<iovec> into, size_t& direct) {
     FidPtr fid = find(m.fid);
     if (!fid) return EBADF;
-    std::lock_guard lock(fid->mutex);
+    // Shared: a read changes nothing in the fid (an XattrRead fid's value
+    // was made by Txattrwalk, before the fid could be used).
+    std::shared_lock lock(fid->mutex);
     const size_t room = limit > kReadHeader ? limit - kReadHeader : 0;
     const size_t count = std::min<size_t>(m.count, room);
     const size_t start = reply.size();

@@ -30,7 +30,7 @@
 //
 // Threads: handle() may run on several threads at once (the device's worker
 // pool); requests on different fids proceed in parallel, requests on one
-// fid are serialized by that fid.
+// fid are serialized by that fid, but for reads, which run side by side.
 
 #include <sys/uio.h>
 
