@@ -12,6 +12,17 @@
  *                           arrives), the ring kept full: the guest's side
  *                           of the rate; the host's side is the bench's
  *     INFO bench-net-user-udp-tx: datagrams=N bytes=B ms=T mbit_per_s=M
+ *   bench-net-user-udp-rx   UDP datagrams of 1472 bytes from the host,
+ *                           through a hostfwd=udp rule to guest port
+ *                           net-user-udp-rx-port: counted until
+ *                           net-user-datagrams= arrived or none came for
+ *                           half a second (the rest were dropped on the
+ *                           way); the rate from the first to the last.
+ *                           The host starts sending when it sees
+ *                           "measuring" (scripts/bench); the first
+ *                           datagram is waited for up to
+ *                           net-user-udp-rx-wait-ms= (default 10000)
+ *     INFO bench-net-user-udp-rx: datagrams=N bytes=B ms=T mbit_per_s=M
  *
  * Each frames what it times with "measuring" and "measured" lines, where
  * scripts/bench samples the VMM's CPU time. */
@@ -100,8 +111,46 @@ static bool bench_net_user_udp_tx(void) {
     return true;
 }
 
+static unsigned rx_port;
+static bool is_bench_datagram(const uint8_t* f, int len) {
+    return len == UDP_HEADERS + UDP_PAYLOAD && net_user_get16(f + 12) == 0x0800 && f[14 + 9] == 17 &&
+           net_user_get16(f + 34 + 2) == rx_port;
+}
+
+static bool bench_net_user_udp_rx(void) {
+    if (!net_find()) return skip("no virtio-net (run with --net user / -netdev user)");
+    rx_port = (unsigned)cmdline_number("net-user-udp-rx-port", 0);
+    const unsigned count = (unsigned)cmdline_number("net-user-datagrams", 100000);
+    const uint64_t first_wait = cmdline_number("net-user-udp-rx-wait-ms", 10000);
+    if (rx_port == 0 || rx_port > 65535)
+        return skip("no net-user-udp-rx-port= (the guest port a hostfwd=udp rule forwards to)");
+    CHECK(count > 0, "net-user-datagrams=0");
+    /* The bring-up's ARP request also tells the stack this guest's MAC. */
+    if (!net_user_bring_up()) return false;
+    uint8_t* f = net_user_rx_frame();
+    info("measuring"); /* the host starts sending now */
+    CHECK(net_user_wait_for(f, is_bench_datagram, first_wait) > 0, "no datagram to port %u in %llu ms", rx_port,
+          (unsigned long long)first_wait);
+    const uint64_t first = rdtsc();
+    uint64_t last = first;
+    unsigned received = 1;
+    while (received < count && net_user_wait_for(f, is_bench_datagram, 500) > 0) {
+        ++received;
+        last = rdtsc();
+    }
+    info("measured");
+    const uint64_t ns = cycles_to_ns(last - first);
+    const uint64_t bytes = (uint64_t)received * UDP_PAYLOAD;
+    /* The first datagram opens the interval: the rate counts the others. */
+    const uint64_t mbit = (bytes - UDP_PAYLOAD) * 8 * 1000 / (ns ? ns : 1);
+    info("datagrams=%u bytes=%llu ms=%llu mbit_per_s=%llu", received, (unsigned long long)bytes,
+         (unsigned long long)(ns / 1000000), (unsigned long long)mbit);
+    return true;
+}
+
 const struct test net_user_bench_tests[] = {
     {"bench-net-user-ping", bench_net_user_ping, "user network: ICMP echo round trip to 10.0.2.2"},
     {"bench-net-user-udp-tx", bench_net_user_udp_tx, "user network: UDP datagrams to the host's loopback"},
+    {"bench-net-user-udp-rx", bench_net_user_udp_rx, "user network: UDP datagrams from the host, through hostfwd"},
 };
 const unsigned net_user_bench_test_count = ARRAY_SIZE(net_user_bench_tests);
