@@ -44,8 +44,14 @@ IrqfdLevelLine::State IrqfdLevelLine::state() const {
 
 void IrqfdLevelLine::set_level(bool asserted) {
     std::lock_guard lock(mutex_);
+    const bool was_asserted = level_;
     level_ = asserted;
     if (asserted) {
+        // Asserted again while up, one way or the other: nothing changes,
+        // so the pin's mode (a KVM_GET_IRQCHIP copy) is not read. A line
+        // raised anew reads it, even with the irqfd still up waiting for an
+        // EOI: the guest may have made the pin edge-triggered meanwhile.
+        if (was_asserted && (irqfd_raised_ || line_raised_)) return;
         assert_locked();
         return;
     }

@@ -98,7 +98,8 @@ public:
 
     static constexpr std::array<uint8_t, 8> kInterruptGsis{16, 17, 18, 19, 20, 21, 22, 23};
 
-    // Makes the line that drives one GSI (in the machine: a KvmIrqLine).
+    // Makes the line that drives one GSI (in the machine: an IrqfdLevelLine
+    // where KVM has resampling irqfds, else a KvmIrqLine).
     using IrqLineFactory = std::function<std::unique_ptr<IrqLine>(uint32_t gsi)>;
 
     // Outside the class so it can be a defaulted argument below (GCC needs

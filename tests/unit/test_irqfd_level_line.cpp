@@ -143,6 +143,8 @@ TEST_CASE("irqfd INTx: a level-triggered pin gets the irqfd, an edge-triggered o
         line.set_level(true);
         CHECK(line.state() == IrqfdLevelLine::State{.irqfd_bound = true, .irqfd_raised = true, .line_raised = false});
         CHECK(pin_becomes(vm, kPin, true));  // KVM took the trigger
+        line.set_level(true);                // asserted again while up: nothing changes
+        CHECK(line.state() == IrqfdLevelLine::State{.irqfd_bound = true, .irqfd_raised = true, .line_raised = false});
         line.set_level(false);               // waits for an EOI
         CHECK(pin_asserted(vm, kPin));
 

@@ -499,9 +499,9 @@ void Machine::console_output(unsigned source, std::span<const uint8_t> bytes, bo
     }
     const bool had_panic = watcher_.panic_line().has_value();
     watcher_.feed(source, bytes);
-    const auto now = std::chrono::steady_clock::now();
-    if (!had_panic && watcher_.panic_line() && !panic_since_) panic_since_ = now;
-    if (panic_since_ && !bytes.empty()) panic_last_output_ = now;
+    if (!had_panic && watcher_.panic_line() && !panic_since_) panic_since_ = std::chrono::steady_clock::now();
+    // The clock only once the guest panicked: not on every console write.
+    if (panic_since_ && !bytes.empty()) panic_last_output_ = std::chrono::steady_clock::now();
 }
 
 void Machine::check_for_panic() {
