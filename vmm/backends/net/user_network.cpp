@@ -34,6 +34,7 @@ namespace {
 // frames before one is dropped and TCP slows down.
 constexpr int kSocketBuffer = 1 << 20;
 constexpr int kMaxEvents = 64;
+constexpr int kMaxPassesPerWake = 32;  // then the event loop's other sources get their turn
 
 [[noreturn]] void throw_errno(const char* what) { throw std::system_error(errno, std::generic_category(), what); }
 
@@ -302,6 +303,14 @@ void UserNetwork::wake() {
 
 void UserNetwork::pump() {
     std::lock_guard lock(mutex_);
+    // libslirp takes one datagram per UDP socket per pass: while host
+    // sockets had something to read, another pass goes on here rather than
+    // through a round of the event loop.
+    for (int pass = 0; pass < kMaxPassesPerWake && pump_once(); ++pass) {
+    }
+}
+
+bool UserNetwork::pump_once() {
     epoll_event ready[kMaxEvents];
     const int count = ::epoll_wait(epoll_.get(), ready, kMaxEvents, 0);
     ready_.clear();
@@ -335,6 +344,7 @@ void UserNetwork::pump() {
         this);
     run_expired_timers();
     refill();
+    return std::any_of(ready_.begin(), ready_.end(), [](const auto& fd) { return (fd.second & EPOLLIN) != 0; });
 }
 
 void UserNetwork::run_expired_timers() {

@@ -104,6 +104,9 @@ private:
     void start(const std::vector<HostForward>& forwards);
     // The event loop's handler for our epoll set.
     void pump();
+    // One pass over what is ready (mutex_ held): whether a host socket was
+    // readable.
+    bool pump_once();
     // The rest with mutex_ held.
     void take_from_guest(std::span<uint8_t> packet);
     void run_expired_timers();
