@@ -74,6 +74,7 @@ VirtioBlk::VirtioBlk(std::string name, DiskImage image, const DiskConfig& config
                  blk_size_ != blk::kSectorSize ? fmt::format(", {}-byte blocks", blk_size_) : "");
     events_.watch(backend_->completion_fd(), EventSources::kReadable, [this](uint32_t) {
         std::lock_guard lock(device_lock());
+        backend_->acknowledge_completion_fd();
         on_completions(false);
     });
     events_.add_poller(*this);
@@ -156,13 +157,14 @@ void VirtioBlk::queue_notified(unsigned index) {
 void VirtioBlk::begin_polling() {
     std::lock_guard lock(device_lock());
     polling_ = true;
+    // poll() looks at the completions itself: no wake-up per completion.
+    backend_->set_completion_signal(false);
     if (!queues_.empty() && queues_[kRequestQueue].ready()) queues_[kRequestQueue].disable_notifications();
 }
 
 bool VirtioBlk::poll() {
     std::lock_guard lock(device_lock());
-    // Completions are looked for without a system call; the read() that
-    // drains the completion fd comes only with something to reap.
+    // Completions are looked for without a system call.
     const bool completed = backend_->in_flight() > 0 && backend_->completions_ready() && on_completions(false);
     if (queues_.empty()) return completed;
     VirtQueue& queue = queues_[kRequestQueue];
@@ -175,12 +177,16 @@ bool VirtioBlk::poll() {
 bool VirtioBlk::end_polling() {
     std::lock_guard lock(device_lock());
     polling_ = false;
-    if (queues_.empty()) return false;
+    // What finished while the signal was off signalled nothing: looked for
+    // once more after turning it on.
+    backend_->set_completion_signal(true);
+    const bool completed = backend_->in_flight() > 0 && backend_->completions_ready() && on_completions(false);
+    if (queues_.empty()) return completed;
     VirtQueue& queue = queues_[kRequestQueue];
     // enable_notifications() re-checks the ring after the switch (false for
     // a queue not ready or broken): a request made available just before it
     // gets no kick, so it is taken here.
-    if (!queue.enable_notifications()) return false;
+    if (!queue.enable_notifications()) return completed;
     process_queue();
     return true;
 }

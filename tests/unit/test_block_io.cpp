@@ -110,6 +110,32 @@ TEST_CASE("block io: completions_ready() tells, without reaping, that reap() has
     CHECK_FALSE(io->completions_ready());
 }
 
+TEST_CASE("block io: with the completion signal off, completions wait in the rings unsignalled", "[block-io]") {
+    EngineOnFile rig(GENERATE(DiskAio::IoUring, DiskAio::Threads), 64 * 1024);
+    BlockIo* io = rig.io.get();
+    INFO(io->name());
+    std::vector<uint8_t> in(4096, 0);
+    iovec in_iov[1] = {{in.data(), in.size()}};
+    pollfd ready{io->completion_fd(), POLLIN, 0};
+
+    io->set_completion_signal(false);
+    io->queue({.kind = BlockIoOp::Kind::Read, .offset = 0, .iov = in_iov, .iov_count = 1, .tag = 1});
+    io->submit();
+    for (int i = 0; i < 5000 && !io->completions_ready(); ++i) ::usleep(1000);
+    REQUIRE(io->completions_ready());
+    CHECK(::poll(&ready, 1, 0) == 0);  // finished, and the fd says nothing
+
+    // On again: the next completion signals.
+    io->set_completion_signal(true);
+    io->queue({.kind = BlockIoOp::Kind::Read, .offset = 4096, .iov = in_iov, .iov_count = 1, .tag = 2});
+    io->submit();
+    REQUIRE(::poll(&ready, 1, 5000) == 1);
+    std::vector<BlockIoCompletion> done = reap_all(*io);
+    REQUIRE(done.size() == 2);
+    CHECK(done[0].result == 4096);
+    CHECK(done[1].result == 4096);
+}
+
 TEST_CASE("block io: a barrier sync starts after everything before it", "[block-io]") {
     const DiskAio kind = GENERATE(DiskAio::IoUring, DiskAio::Threads);
     TempFile file(std::vector<uint8_t>(1 << 20));

@@ -185,10 +185,13 @@ void BlockBackend::queue_operation(uint32_t index, unsigned operation_index) {
 
 void BlockBackend::kick() { io_->submit(); }
 
-void BlockBackend::reap(std::vector<BlockCompletion>& out, bool wait) {
+void BlockBackend::acknowledge_completion_fd() {
     uint64_t count = 0;
     // Empties the engine's counter; EAGAIN means nothing new was signalled.
     [[maybe_unused]] ssize_t n = ::read(io_->completion_fd(), &count, sizeof count);
+}
+
+void BlockBackend::reap(std::vector<BlockCompletion>& out, bool wait) {
     out.insert(out.end(), failed_to_start_.begin(), failed_to_start_.end());
     const bool had_failures = !failed_to_start_.empty();
     failed_to_start_.clear();

@@ -19,7 +19,8 @@
 // one submission per kick().
 //
 // Threads: not thread-safe; the owning device serializes every call (its
-// lock). completion_fd() becomes readable when reap() may have something.
+// lock). completion_fd() becomes readable when reap() may have something;
+// the owner empties it (acknowledge_completion_fd()) when it was.
 
 #include <sys/uio.h>
 
@@ -78,6 +79,14 @@ public:
     const DiskImage& image() const { return image_; }
     const char* engine_name() const { return io_->name(); }
     int completion_fd() const { return io_->completion_fd(); }
+    // Empties completion_fd(): its readiness is level-triggered, so the
+    // owner's handler takes it before reaping. reap() does not read it, so a
+    // poller reaps without a system call.
+    void acknowledge_completion_fd();
+    // Whether finished operations make completion_fd() readable (on at
+    // start): a poller turns it off while it polls, and after turning it on
+    // looks once more with completions_ready().
+    void set_completion_signal(bool on) { io_->set_completion_signal(on); }
     // Whether a transfer at `offset` of `length` bytes suits the image (with
     // O_DIRECT both must be multiples of its offset alignment).
     bool aligned(uint64_t offset, uint64_t length) const;

@@ -69,6 +69,11 @@ public:
     // Whether reap() would find something now, found without a system call:
     // a poller's cheap look (completion_fd() costs a read() to drain).
     virtual bool completions_ready() const = 0;
+    // Whether finished operations signal completion_fd() (on at start). A
+    // poller that looks with completions_ready() anyway turns it off to
+    // spare the engine a wake-up per operation; after turning it back on,
+    // it must look once more: what finished in between signalled nothing.
+    virtual void set_completion_signal(bool on) = 0;
     // Operations queued and not yet reaped.
     virtual size_t in_flight() const = 0;
     // Operations that have not started are completed with -ECANCELED

@@ -76,6 +76,14 @@ bool ThreadPoolBlockIo::completions_ready() const {
     return !completed_.empty();
 }
 
+void ThreadPoolBlockIo::set_completion_signal(bool on) {
+    // Under the lock the workers hold while they complete: an operation
+    // finished before this either signalled or is in completed_ for the
+    // owner's look after turning it on.
+    std::lock_guard lock(mutex_);
+    signal_ = on;
+}
+
 void ThreadPoolBlockIo::reap(std::vector<BlockIoCompletion>& out, bool wait) {
     std::unique_lock lock(mutex_);
     if (wait && completed_.empty() && in_flight_ > 0) {
@@ -115,7 +123,7 @@ void ThreadPoolBlockIo::work() {
         // Others may wait for this one to finish (a barrier) or for results.
         work_ready_.notify_all();
         done_.notify_all();
-        signal_completion();
+        if (signal_) signal_completion();
     }
 }
 

@@ -36,6 +36,7 @@ public:
     int completion_fd() const override { return eventfd_.get(); }
     void reap(std::vector<BlockIoCompletion>& out, bool wait) override;
     bool completions_ready() const override;
+    void set_completion_signal(bool on) override;
     size_t in_flight() const override;
     void cancel_unstarted() override;
 
@@ -57,6 +58,7 @@ private:
     bool barrier_running_ = false;
     size_t in_flight_ = 0;  // submitted, not reaped
     bool stopping_ = false;
+    bool signal_ = true;  // set_completion_signal()
     std::vector<std::thread> workers_;  // last: they use everything above
 };
 

@@ -108,6 +108,12 @@ bool UringBlockIo::completions_ready() const {
     return !stash_.empty() || io_uring_cq_ready(&ring_) > 0;
 }
 
+void UringBlockIo::set_completion_signal(bool on) {
+    // -EOPNOTSUPP before Linux 5.8: the eventfd keeps being signalled, which
+    // costs a wake-up and is otherwise harmless.
+    [[maybe_unused]] int error = io_uring_cq_eventfd_toggle(&ring_, on);
+}
+
 void UringBlockIo::reap(std::vector<BlockIoCompletion>& out, bool wait) {
     const size_t stashed = stash_.size();
     out.insert(out.end(), stash_.begin(), stash_.end());

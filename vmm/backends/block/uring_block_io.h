@@ -35,6 +35,8 @@ public:
     int completion_fd() const override { return eventfd_.get(); }
     void reap(std::vector<BlockIoCompletion>& out, bool wait) override;
     bool completions_ready() const override;
+    // IORING_CQ_EVENTFD_DISABLED (Linux 5.8+; older kernels keep signalling).
+    void set_completion_signal(bool on) override;
     size_t in_flight() const override { return in_flight_; }
     void cancel_unstarted() override {}  // the kernel runs what it was given
 
