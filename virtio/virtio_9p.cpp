@@ -111,13 +111,17 @@ void Virtio9p::queue_notified(unsigned index) {
 void Virtio9p::begin_polling() {
     std::lock_guard lock(device_lock());
     polling_ = true;
+    {
+        // poll() looks at has_finished_ itself: no eventfd write per reply.
+        std::lock_guard jobs(jobs_mutex_);
+        signal_finished_ = false;
+    }
     if (!queues_.empty() && queues_[kRequestQueue].ready()) queues_[kRequestQueue].disable_notifications();
 }
 
 bool Virtio9p::poll() {
     std::lock_guard lock(device_lock());
-    // Replies are looked for without a system call; the eventfd the workers
-    // also wrote is drained by its handler when the loop next dispatches.
+    // Replies are looked for without a system call.
     const bool finished = has_finished_.load(std::memory_order_acquire);
     if (finished) publish_finished();
     if (queues_.empty() || !queues_[kRequestQueue].has_available()) return finished;
@@ -128,11 +132,20 @@ bool Virtio9p::poll() {
 bool Virtio9p::end_polling() {
     std::lock_guard lock(device_lock());
     polling_ = false;
-    if (queues_.empty()) return false;
+    {
+        // Under the mutex a worker holds while it adds a reply: a reply added
+        // before this is in finished_ for the look below, one added after
+        // writes the eventfd.
+        std::lock_guard jobs(jobs_mutex_);
+        signal_finished_ = true;
+    }
+    const bool finished = has_finished_.load(std::memory_order_acquire);
+    if (finished) publish_finished();
+    if (queues_.empty()) return finished;
     // enable_notifications() re-checks the ring after the switch (false for
     // a queue not ready or broken): a request made available just before it
     // gets no kick, so it is taken here.
-    if (!queues_[kRequestQueue].enable_notifications()) return false;
+    if (!queues_[kRequestQueue].enable_notifications()) return finished;
     process_queue();
     return true;
 }
@@ -212,13 +225,16 @@ void Virtio9p::serve(const DescriptorChain& chain, uint64_t sequence) {
     // With data read straight into the chain the reply is its 11-byte head,
     // which fits before that data.
     const size_t written = chain.write(0, buffers.reply) + direct;
+    bool signal = false;
     {
         std::lock_guard lock(jobs_mutex_);
         finished_.push_back({chain.head, static_cast<uint32_t>(written)});
         has_finished_.store(true, std::memory_order_release);
         in_flight_.erase(sequence);
+        signal = signal_finished_;
     }
     job_done_.notify_all();
+    if (!signal) return;  // the event loop polls: it finds the reply itself
     const uint64_t one = 1;
     // The eventfd cannot overflow here (one per request); a failure would
     // only delay publication until the next.

@@ -25,8 +25,10 @@
 // queue's notifications off), new requests are taken from the ring and
 // finished replies published as soon as a worker hands them over; when
 // polling ends, notifications go back on and the ring is looked at once
-// more. That spares the guest a notify exit per request; the requests
-// themselves still run on the workers, never on the polling thread.
+// more. That spares the guest a notify exit per request, and the workers
+// their eventfd write per reply (the loop looks for replies itself; after
+// polling, once more). The requests themselves still run on the workers,
+// never on the polling thread.
 //
 // Threads: the transport's calls, the completion handler and the poller
 // calls hold device_lock(); workers never take it (they hand finished chains
@@ -132,6 +134,9 @@ private:
     // Whether finished_ holds anything: what poll() looks at, without the
     // mutex the workers take.
     std::atomic<bool> has_finished_{false};
+    // Whether a worker writes finished_fd_ for its reply: not while the
+    // event loop polls (begin_polling() to end_polling()).
+    bool signal_finished_ = true;
     uint64_t next_sequence_ = 0;
     bool polling_ = false;  // between begin_polling() and end_polling()
     std::vector<Finished> publishing_;  // publish_finished()'s, kept to spare an allocation
