@@ -111,19 +111,13 @@ void Virtio9p::queue_notified(unsigned index) {
 void Virtio9p::begin_polling() {
     std::lock_guard lock(device_lock());
     polling_ = true;
-    {
-        // poll() looks at has_finished_ itself: no eventfd write per reply.
-        std::lock_guard jobs(jobs_mutex_);
-        signal_finished_ = false;
-    }
+    signal_replies(false);  // poll() looks at has_finished_ itself
     if (!queues_.empty() && queues_[kRequestQueue].ready()) queues_[kRequestQueue].disable_notifications();
 }
 
 bool Virtio9p::poll() {
     std::lock_guard lock(device_lock());
-    // Replies are looked for without a system call.
-    const bool finished = has_finished_.load(std::memory_order_acquire);
-    if (finished) publish_finished();
+    const bool finished = publish_if_finished();
     if (queues_.empty() || !queues_[kRequestQueue].has_available()) return finished;
     process_queue();
     return true;
@@ -132,15 +126,10 @@ bool Virtio9p::poll() {
 bool Virtio9p::end_polling() {
     std::lock_guard lock(device_lock());
     polling_ = false;
-    {
-        // Under the mutex a worker holds while it adds a reply: a reply added
-        // before this is in finished_ for the look below, one added after
-        // writes the eventfd.
-        std::lock_guard jobs(jobs_mutex_);
-        signal_finished_ = true;
-    }
-    const bool finished = has_finished_.load(std::memory_order_acquire);
-    if (finished) publish_finished();
+    // A reply added before this is in finished_ for the look below; one
+    // added after writes the eventfd.
+    signal_replies(true);
+    const bool finished = publish_if_finished();
     if (queues_.empty()) return finished;
     // enable_notifications() re-checks the ring after the switch (false for
     // a queue not ready or broken): a request made available just before it
@@ -239,6 +228,19 @@ void Virtio9p::serve(const DescriptorChain& chain, uint64_t sequence) {
     // The eventfd cannot overflow here (one per request); a failure would
     // only delay publication until the next.
     [[maybe_unused]] const ssize_t n = ::write(finished_fd_.get(), &one, sizeof one);
+}
+
+void Virtio9p::signal_replies(bool on) {
+    // Under the mutex a worker holds while it adds its reply and reads this.
+    std::lock_guard jobs(jobs_mutex_);
+    signal_finished_ = on;
+}
+
+bool Virtio9p::publish_if_finished() {
+    // Looked for without a system call or the workers' mutex.
+    if (!has_finished_.load(std::memory_order_acquire)) return false;
+    publish_finished();
+    return true;
 }
 
 void Virtio9p::publish_finished() {

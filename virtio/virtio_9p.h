@@ -112,6 +112,10 @@ private:
     void process_queue();
     void start(DescriptorChain chain);
     void publish_finished();
+    // publish_finished() if a worker has handed a reply over; whether one had.
+    bool publish_if_finished();
+    // Whether workers write finished_fd_ for their replies (signal_finished_).
+    void signal_replies(bool on);
     void drain();
 
     // On a worker.

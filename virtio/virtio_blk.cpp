@@ -164,8 +164,7 @@ void VirtioBlk::begin_polling() {
 
 bool VirtioBlk::poll() {
     std::lock_guard lock(device_lock());
-    // Completions are looked for without a system call.
-    const bool completed = backend_->in_flight() > 0 && backend_->completions_ready() && on_completions(false);
+    const bool completed = reap_ready_completions();
     if (queues_.empty()) return completed;
     VirtQueue& queue = queues_[kRequestQueue];
     // A broken queue was reported when it broke; has_available() says no.
@@ -180,7 +179,7 @@ bool VirtioBlk::end_polling() {
     // What finished while the signal was off signalled nothing: looked for
     // once more after turning it on.
     backend_->set_completion_signal(true);
-    const bool completed = backend_->in_flight() > 0 && backend_->completions_ready() && on_completions(false);
+    const bool completed = reap_ready_completions();
     if (queues_.empty()) return completed;
     VirtQueue& queue = queues_[kRequestQueue];
     // enable_notifications() re-checks the ring after the switch (false for
@@ -319,6 +318,11 @@ BlockRequest VirtioBlk::backend_request(uint16_t head) const {
             break;
     }
     return out;
+}
+
+bool VirtioBlk::reap_ready_completions() {
+    // Looked for without a system call; reaped only when there.
+    return backend_->in_flight() > 0 && backend_->completions_ready() && on_completions(false);
 }
 
 bool VirtioBlk::on_completions(bool wait) {

@@ -156,6 +156,8 @@ private:
     BlockRequest backend_request(uint16_t head) const;
     // Whether it completed anything.
     bool on_completions(bool wait);
+    // on_completions(false) if the backend has any now (a poller's look).
+    bool reap_ready_completions();
     void complete(uint16_t head, uint8_t status, uint64_t produced);
     void publish();
     void drain();
