@@ -302,11 +302,13 @@ void UserNetwork::wake() {
 }
 
 void UserNetwork::pump() {
-    std::lock_guard lock(mutex_);
     // libslirp takes one datagram per UDP socket per pass: while host
     // sockets had something to read, another pass goes on here rather than
-    // through a round of the event loop.
-    for (int pass = 0; pass < kMaxPassesPerWake && pump_once(); ++pass) {
+    // through a round of the event loop. The lock is taken per pass, so a
+    // vCPU transmitting through send() waits for one pass at most.
+    for (int pass = 0; pass < kMaxPassesPerWake; ++pass) {
+        std::lock_guard lock(mutex_);
+        if (!pump_once()) break;
     }
 }
 
