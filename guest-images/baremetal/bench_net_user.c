@@ -1,6 +1,5 @@
 /* Benchmarks of a user-mode network (minikvm --net user, QEMU -netdev
- * user), from the bare-metal guest, which cannot speak TCP: what goes
- * through the stack is timed at the two ends that can be timed honestly.
+ * user), from the bare-metal guest:
  *
  *   bench-net-user-ping     ICMP echo to 10.0.2.2, one at a time
  *                           (net-user-pings=, default 2000): the round
@@ -23,6 +22,19 @@
  *                           datagram is waited for up to
  *                           net-user-udp-rx-wait-ms= (default 10000)
  *     INFO bench-net-user-udp-rx: datagrams=N bytes=B ms=T mbit_per_s=M
+ *   bench-net-user-tcp-tx   a TCP connection to 10.0.2.2:net-user-tcp-port
+ *                           (a sink on the host's loopback) carrying
+ *                           net-user-tcp-bytes= bytes (default 64 MiB) of
+ *                           the stream net_user_tcp.h defines, timed from
+ *                           the first byte sent to the last acknowledged
+ *                           (net-user-tcp-offloads=0: no checksum or TSO
+ *                           offload even where the card has them)
+ *     INFO bench-net-user-tcp-tx: bytes=B ms=T mbit_per_s=M mss=S tso=0|1 resends=R
+ *   bench-net-user-tcp-rx   a TCP connection to 10.0.2.2:net-user-tcp-port
+ *                           (a source on the host's loopback), taken until
+ *                           the host's FIN, every byte checked; timed from
+ *                           the first data segment to the last
+ *     INFO bench-net-user-tcp-rx: bytes=B ms=T mbit_per_s=M mss=S dup_acks=D
  *
  * Each frames what it times with "measuring" and "measured" lines, where
  * scripts/bench samples the VMM's CPU time. */
@@ -31,6 +43,7 @@
 #include "net.h"
 #include "net_peer.h"
 #include "net_user.h"
+#include "net_user_tcp.h"
 #include "runtime.h"
 #include "tests.h"
 #include "x86.h"
@@ -148,9 +161,53 @@ static bool bench_net_user_udp_rx(void) {
     return true;
 }
 
+static void tcp_report(const char* what, uint64_t bytes, uint64_t first, uint64_t last, const struct tcp_conn* c,
+                       const char* counter, uint64_t count) {
+    const uint64_t ns = cycles_to_ns(last - first);
+    info("bytes=%llu ms=%llu mbit_per_s=%llu mss=%u %s%s=%llu", (unsigned long long)bytes,
+         (unsigned long long)(ns / 1000000), (unsigned long long)(bytes * 8 * 1000 / (ns ? ns : 1)), c->mss, what,
+         counter, (unsigned long long)count);
+}
+
+static bool bench_net_user_tcp_tx(void) {
+    if (!net_find()) return skip("no virtio-net (run with --net user / -netdev user)");
+    const unsigned port = (unsigned)cmdline_number("net-user-tcp-port", 0);
+    const uint64_t bytes = cmdline_number("net-user-tcp-bytes", 64ull << 20);
+    if (port == 0 || port > 65535) return skip("no net-user-tcp-port= (the host's sink)");
+    struct tcp_conn c;
+    if (!tcp_connect(&c, (uint16_t)port, NET_USER_REPLY_TIMEOUT_MS)) return false;
+    uint64_t first = 0, last = 0;
+    info("measuring");
+    if (!tcp_send_stream(&c, bytes, &first, &last)) return false;
+    info("measured");
+    if (!tcp_close(&c, NET_USER_REPLY_TIMEOUT_MS)) return false;
+    tcp_report(c.tso ? "tso=1 " : "tso=0 ", bytes, first, last, &c, "resends", c.retransmits);
+    return true;
+}
+
+static bool bench_net_user_tcp_rx(void) {
+    if (!net_find()) return skip("no virtio-net (run with --net user / -netdev user)");
+    const unsigned port = (unsigned)cmdline_number("net-user-tcp-port", 0);
+    const uint64_t expected = cmdline_number("net-user-tcp-bytes", 0);
+    if (port == 0 || port > 65535) return skip("no net-user-tcp-port= (the host's source)");
+    struct tcp_conn c;
+    if (!tcp_connect(&c, (uint16_t)port, NET_USER_REPLY_TIMEOUT_MS)) return false;
+    uint64_t first = 0, last = 0;
+    info("measuring");
+    if (!tcp_receive_stream(&c, &first, &last)) return false;
+    info("measured");
+    if (!tcp_close(&c, NET_USER_REPLY_TIMEOUT_MS)) return false;
+    CHECK(expected == 0 || c.received == expected, "%llu bytes came, not the %llu the host was to send",
+          (unsigned long long)c.received, (unsigned long long)expected);
+    tcp_report("", c.received, first, last, &c, "dup_acks", c.dup_acks_sent);
+    return true;
+}
+
 const struct test net_user_bench_tests[] = {
     {"bench-net-user-ping", bench_net_user_ping, "user network: ICMP echo round trip to 10.0.2.2"},
     {"bench-net-user-udp-tx", bench_net_user_udp_tx, "user network: UDP datagrams to the host's loopback"},
     {"bench-net-user-udp-rx", bench_net_user_udp_rx, "user network: UDP datagrams from the host, through hostfwd"},
+    {"bench-net-user-tcp-tx", bench_net_user_tcp_tx, "user network: a TCP stream to the host's loopback"},
+    {"bench-net-user-tcp-rx", bench_net_user_tcp_rx, "user network: a TCP stream from the host's loopback"},
 };
 const unsigned net_user_bench_test_count = ARRAY_SIZE(net_user_bench_tests);
