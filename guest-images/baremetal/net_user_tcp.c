@@ -399,9 +399,16 @@ bool tcp_receive_stream(struct tcp_conn* c, uint64_t* first, uint64_t* last) {
                     unacked = 0;
                 }
                 break;
-            case TAKEN_OUT_OF_ORDER: /* a duplicate ACK: the host resends the gap */
             case TAKEN_FIN:
+                if (s.payload_len > 0) { /* the last data came with the FIN */
+                    *last = rdtsc();
+                    if (!started) *first = *last, started = true;
+                }
                 if (!started) *first = *last = rdtsc();
+                send_ack(c);
+                unacked = 0;
+                break;
+            case TAKEN_OUT_OF_ORDER: /* a duplicate ACK: the host resends the gap */
                 send_ack(c);
                 unacked = 0;
                 break;
