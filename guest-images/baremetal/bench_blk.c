@@ -98,9 +98,13 @@ static bool run_workload(const struct workload* w) {
     const uint64_t silence = tsc_hz() / 100; /* 10 ms */
     uint64_t last_progress = start;
     uint64_t latency_total = 0;
+    /* The interrupt count the next wait compares with: taken before the
+     * kick (an interrupt may arrive during it) and, from then on, before
+     * each re-arm: an interrupt for an entry published just after the
+     * re-arm may come before the next kick, and is the only one the device
+     * sends (EVENT_IDX) until the driver re-arms again. */
+    uint64_t seen = bench_irq.count;
     for (;;) {
-        /* Before the kick: an interrupt may arrive during it. */
-        const uint64_t seen = bench_irq.count;
         const bool stopping = rdtsc() >= stop_at;
         unsigned added = 0;
         while (!stopping && free_count > 0) {
@@ -123,8 +127,11 @@ static bool run_workload(const struct workload* w) {
          * announced request's latency ends at the handler's entry. */
         const bool announced = w->irq && !used_at_rearm;
         if (announced)
-            CHECK(bench_irq_wait(seen, 2000), "no interrupt in 2 s with %u requests in flight (%s, status 0x%x)",
-                  in_flight, bench_irq_mode(), vp_status(&blk_dev.dev));
+            CHECK(bench_irq_wait(seen, 2000),
+                  "no interrupt in 2 s with %u requests in flight (%s, status 0x%x; used idx %u, used_event %u, "
+                  "next to consume %u)",
+                  in_flight, bench_irq_mode(), vp_status(&blk_dev.dev), *blk_dev.vq.used_idx,
+                  *blk_dev.vq.used_event, blk_dev.vq.last_used);
         const uint64_t announced_tsc = bench_irq.tsc;
         uint32_t len = 0;
         struct blk_req* r;
@@ -141,7 +148,10 @@ static bool run_workload(const struct workload* w) {
             ops++;
         }
         /* Interrupts back on for the next used entry (EVENT_IDX: used_event). */
-        if (w->irq) used_at_rearm = virtq_enable_interrupts(&blk_dev.vq);
+        if (w->irq) {
+            seen = bench_irq.count;
+            used_at_rearm = virtq_enable_interrupts(&blk_dev.vq);
+        }
         CHECK(!blk_dev.vq.device_error, "%s", blk_dev.vq.device_error);
         /* Polled: a broken device would leave this loop spinning for ever,
          * so a silent ring gets its status read. (Interrupt-driven runs
