@@ -1,7 +1,7 @@
 // The interrupt routing table's owner: KVM's default routes kept, MSI routes
 // added, changed and removed with the whole table sent each time, GSIs
 // reused, a full table refused cleanly; and the real /dev/kvm accepting it
-// (CI has /dev/kvm; the test command refuses to run without it).
+// (those cases need /dev/kvm: tagged [kvm], see test_vm_eventfds.cpp).
 
 #include <catch2/catch.hpp>
 
@@ -84,7 +84,7 @@ TEST_CASE("routing table: a full table refuses another route", "[gsi-routing]") 
     CHECK(table.add_msi({0xfee00000, 3}) == 24u);
 }
 
-TEST_CASE("routing on /dev/kvm: the table is accepted and MSI routes take irqfds", "[gsi-routing]") {
+TEST_CASE("routing on /dev/kvm: the table is accepted and MSI routes take irqfds", "[gsi-routing][kvm]") {
     Kvm kvm = Kvm::open();
     Vm vm = Vm::create(kvm);
     REQUIRE(kvm.max_irq_routes() >= 64);
@@ -106,7 +106,7 @@ TEST_CASE("routing on /dev/kvm: the table is accepted and MSI routes take irqfds
     CHECK_NOTHROW(vm.remove_irqfd(trigger.get(), 10));
 }
 
-TEST_CASE("routing on /dev/kvm: our own limit and KVM's refusal are clean errors", "[gsi-routing]") {
+TEST_CASE("routing on /dev/kvm: our own limit and KVM's refusal are clean errors", "[gsi-routing][kvm]") {
     Kvm kvm = Kvm::open();
     Vm vm = Vm::create(kvm);
     GsiRouting small(vm, 41);
@@ -127,7 +127,7 @@ TEST_CASE("routing on /dev/kvm: our own limit and KVM's refusal are clean errors
 }
 
 TEST_CASE("IrqfdMsiSender: a route and an irqfd per vector, following its message; a full table falls back",
-          "[gsi-routing]") {
+          "[gsi-routing][kvm]") {
     Kvm kvm = Kvm::open();
     Vm vm = Vm::create(kvm);
     // Room for one MSI route next to the 40 default ones.

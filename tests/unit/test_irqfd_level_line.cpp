@@ -1,6 +1,7 @@
 // IrqfdLevelLine: raise by eventfd, lowered by KVM at the guest's EOI,
 // raised again at the resample while the device still asserts; an
-// edge-triggered pin through KVM_IRQ_LINE (needs /dev/kvm, which CI has).
+// edge-triggered pin through KVM_IRQ_LINE (needs /dev/kvm: those cases are
+// tagged [kvm], see test_vm_eventfds.cpp).
 #include <catch2/catch.hpp>
 
 #include <poll.h>
@@ -127,7 +128,7 @@ TEST_CASE("irqfd INTx: a resample wake-up with nothing to read changes nothing")
     CHECK(triggers(line) == 0);
 }
 
-TEST_CASE("irqfd INTx: a level-triggered pin gets the irqfd, an edge-triggered one KVM_IRQ_LINE") {
+TEST_CASE("irqfd INTx: a level-triggered pin gets the irqfd, an edge-triggered one KVM_IRQ_LINE", "[kvm]") {
     Kvm kvm = Kvm::open();
     if (kvm.check_extension(KVM_CAP_IRQFD_RESAMPLE) <= 0) {
         WARN("this KVM has no resampling irqfds: the machine uses KVM_IRQ_LINE");
@@ -169,7 +170,7 @@ TEST_CASE("irqfd INTx: a level-triggered pin gets the irqfd, an edge-triggered o
     CHECK(pin_becomes(vm, kPin, false));   // and the irqfd gone lowers the pin
 }
 
-TEST_CASE("irqfd INTx: pins outside the IOAPIC have no trigger mode") {
+TEST_CASE("irqfd INTx: pins outside the IOAPIC have no trigger mode", "[kvm]") {
     Kvm kvm = Kvm::open();
     Vm vm = Vm::create(kvm);
     CHECK_FALSE(vm.ioapic_pin_level_triggered(24).has_value());
